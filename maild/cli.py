@@ -1,0 +1,209 @@
+"""The `maild` command line: init, run, ingest, tickets. The only place that exits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from maild import __version__
+from maild.app import App, initialize, open_app
+from maild.config import Config, load_config
+from maild.errors import MaildError
+from maild.pipeline import Incoming, IngestResult
+from maild.sources.files import input_size, iter_messages
+from maild.worker import process_safely
+from storage.spool import new_spool_id
+from storage.views import list_tickets, ticket_detail
+
+log = logging.getLogger("maild.cli")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+TRANSIENT_RETRIES = 3
+
+
+def _setup_logging(config: Config, verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else getattr(logging, config.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _print_json(value: Any, stream: TextIO = sys.stdout) -> None:
+    stream.write(json.dumps(value, ensure_ascii=False) + "\n")
+
+
+# --- init ---
+
+
+def cmd_init(config: Config, args: argparse.Namespace) -> int:
+    del args
+    initialize(config)
+    print(f"database ready: {config.database.url.split('@')[-1]}")  # noqa: T201
+    print(f"artifacts: {config.artifacts.path}")  # noqa: T201
+    print(f"spool: {config.spool.path}")  # noqa: T201
+    return EXIT_OK
+
+
+# --- run ---
+
+
+def cmd_run(config: Config, args: argparse.Namespace) -> int:
+    del args
+    from maild.daemon import run_daemon
+
+    initialize(config)
+    return run_daemon(open_app(config))
+
+
+# --- ingest ---
+
+
+def _ingest_one(app: App, source: str, raw: bytes) -> IngestResult | None:
+    incoming = Incoming(f"ingest-{new_spool_id()}", raw, source)
+    for attempt in range(TRANSIENT_RETRIES):
+        result = process_safely(app.pipeline, incoming)
+        if result is not None:
+            return result
+        time.sleep(0.5 * (attempt + 1))
+    return None
+
+
+def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
+    app = open_app(config)
+    paths: list[str] = args.paths
+    tally: Counter[str] = Counter()
+    interactive = sys.stderr.isatty() and not args.json
+    with tqdm(
+        total=input_size([p for p in paths if p != "-"]) or None, unit="B", unit_scale=True,
+        disable=not interactive, desc="ingest",
+    ) as progress:  # fmt: skip
+        for item in iter_messages(paths, sys.stdin.buffer):
+            result = _ingest_one(app, item.source, item.raw)
+            progress.update(len(item.raw))
+            if result is None:
+                tally["failed"] += 1
+                log.error("%s: not ingested, the database stayed unavailable", item.source)
+                continue
+            tally[str(result.action)] += 1
+            if args.json:
+                _print_json(result.as_json())
+    if not args.no_deliver:
+        delivered = app.deliver_outbox()
+        tally["mail_sent"] = delivered.sent
+    app.close()
+    summary = ", ".join(f"{count} {name}" for name, count in sorted(tally.items()))
+    print(f"ingested: {summary or 'nothing'}", file=sys.stderr)  # noqa: T201
+    return EXIT_FAILED if tally["failed"] else EXIT_OK
+
+
+# --- tickets ---
+
+
+def cmd_tickets_list(config: Config, args: argparse.Namespace) -> int:
+    app = open_app(config)
+    with app.sessions() as session:
+        rows = list_tickets(session, config.token_prefix, status=args.status, limit=args.limit)
+    app.close()
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    for row in rows:
+        print(  # noqa: T201
+            f"{row['token']:<12} {row['status']:<9} {row['criticality']:<9} "
+            f"{row['updated_at'][:16]:<16}  {row['requester']:<30} {row['subject']}"
+        )
+    if not rows:
+        print("no tickets")  # noqa: T201
+    return EXIT_OK
+
+
+def _print_ticket(detail: dict[str, Any]) -> None:
+    lines = [
+        f"{detail['token']} {detail['subject']}",
+        f"status: {detail['status']}   criticality: {detail['criticality']}   "
+        f"organization: {detail['organization'] or '-'}",
+        f"requester: {detail['requester']['name']} <{detail['requester']['email']}>",
+        "participants: " + ", ".join(f"{p['email']} ({p['role']})" for p in detail["participants"]),
+    ]
+    for message in detail["messages"]:
+        arrow = "<-" if message["direction"] == "in" else "->"
+        lines += ["", f"{arrow} {message['date']} {message['sender']} [{message['visibility']}]"]
+        lines += ["   " + line for line in message["text"].splitlines()]
+        lines += [
+            f"   [{a['kind']}] {a['filename']} ({a['size']} bytes, sha256 {a['sha256'][:12]})"
+            for a in message["attachments"]
+        ]
+    print("\n".join(lines))  # noqa: T201
+
+
+def cmd_tickets_show(config: Config, args: argparse.Namespace) -> int:
+    app = open_app(config)
+    with app.sessions() as session:
+        detail = ticket_detail(session, args.id, config.token_prefix)
+    app.close()
+    if detail is None:
+        print(f"maild: no ticket {args.id}", file=sys.stderr)  # noqa: T201
+        return EXIT_FAILED
+    if args.json:
+        _print_json(detail)
+    else:
+        _print_ticket(detail)
+    return EXIT_OK
+
+
+# --- argument parsing ---
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options accepted both before and after the subcommand."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", default=argparse.SUPPRESS, help="TOML config file (or $MAILD_CONFIG)")
+    common.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(prog="maild", parents=[common], description="Email-centric support ticketing daemon.")
+    parser.add_argument("--version", action="version", version=f"maild {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("init", parents=[common], help="create or migrate the database, folders and keys").set_defaults(handler=cmd_init)
+    commands.add_parser("run", parents=[common], help="run the daemon: sources, workers, outbox").set_defaults(handler=cmd_run)
+    ingest = commands.add_parser("ingest", parents=[common], help="push .eml files, Maildirs or mbox files (or - for stdin) through the pipeline")
+    ingest.add_argument("paths", nargs="+", metavar="PATH")
+    ingest.add_argument("--json", action="store_true", help="one JSON object per message on stdout")
+    ingest.add_argument("--no-deliver", action="store_true", help="leave outgoing mail in the outbox for the daemon")
+    ingest.set_defaults(handler=cmd_ingest)
+    tickets = commands.add_parser("tickets", parents=[common], help="list or show tickets")
+    ticket_commands = tickets.add_subparsers(dest="tickets_command", required=True, metavar="ACTION")
+    listing = ticket_commands.add_parser("list", parents=[common], help="list tickets, newest first")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--status", choices=["new", "open", "waiting", "resolved", "closed"])
+    listing.add_argument("--limit", type=int, default=200)
+    listing.set_defaults(handler=cmd_tickets_list)
+    show = ticket_commands.add_parser("show", parents=[common], help="show one ticket with its messages")
+    show.add_argument("id", type=int, metavar="ID")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=cmd_tickets_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(getattr(args, "config", None))
+        _setup_logging(config, getattr(args, "verbose", False))
+        return int(args.handler(config, args))
+    except MaildError as error:
+        print(f"maild: error: {error}", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,183 @@
+"""Outgoing mail: templates rendered and wrapped in headers that keep threads and stop loops."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr, parseaddr
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+
+from maild.config import Config
+from parsers.types import AttachmentInfo
+
+_CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
+_LATIN = re.compile(r"[a-z]", re.IGNORECASE)
+
+ITEM_LABELS = {
+    "ru": {
+        "version": "версия продукта Cubisio (например, 3.2.1 или номер сборки)",
+        "environment": "рабочее окружение: операционная система, браузер, СУБД и их версии",
+        "scenario": "сценарий: по шагам, что вы делали перед тем, как возникла проблема",
+        "error_text": "точный текст ошибки (скопируйте его из окна или консоли)",
+        "screenshots": "снимки экрана с ошибкой",
+        "logs": "файлы журналов (логи) приложения",
+    },
+    "en": {
+        "version": "the Cubisio version (for example 3.2.1 or the build number)",
+        "environment": "the environment: operating system, browser, DBMS and their versions",
+        "scenario": "the scenario: step by step, what you did before the problem appeared",
+        "error_text": "the exact error text (copy it from the window or the console)",
+        "screenshots": "screenshots of the error",
+        "logs": "the application log files",
+    },
+}
+KIND_LABELS = {
+    "ru": {"dump": "дамп памяти", "log": "журнал", "screenshot": "снимок экрана",
+           "archive": "архив", "config": "конфигурация", "document": "документ",
+           "other": "файл"},
+    "en": {"dump": "memory dump", "log": "log", "screenshot": "screenshot", "archive": "archive",
+           "config": "configuration", "document": "document", "other": "file"},
+}  # fmt: skip
+
+
+def filesize(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+@lru_cache(maxsize=1)
+def template_environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("templates", ""),
+        undefined=jinja2.StrictUndefined,
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    environment.filters["filesize"] = filesize
+    return environment
+
+
+def render(name: str, language: str, **context: Any) -> str:
+    template = template_environment().get_template(f"{name}.{language}.txt.j2")
+    return template.render(
+        item_labels=ITEM_LABELS[language], kind_labels=KIND_LABELS[language], **context
+    )
+
+
+def choose_language(default: str, *texts: str) -> str:
+    """Answer in English only to someone who clearly wrote in English; Russian otherwise."""
+    sample = " ".join(texts)[:4000]
+    if _CYRILLIC.search(sample):
+        return "ru"
+    if default == "ru" and _LATIN.search(sample):
+        return "en"
+    return default
+
+
+def new_message_id(config: Config, ticket_id: int) -> str:
+    return f"maild.{ticket_id}.{secrets.token_hex(10)}@{config.mail_domain}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMail:
+    message_id: str
+    subject: str
+    recipients: tuple[str, ...]
+    envelope_from: str
+    text: str
+    raw: bytes
+
+
+def build_mail(
+    config: Config,
+    *,
+    to: Sequence[tuple[str, str]],
+    subject: str,
+    text: str,
+    message_id: str,
+    in_reply_to: str | None,
+    references: Sequence[str],
+    now: datetime,
+    auto_submitted: str,
+) -> EmailMessage:
+    """Headers every maild message carries (SPEC: Auto-Submitted, token, own id, references)."""
+    mail = EmailMessage(policy=SMTP)
+    from_name, from_address = parseaddr(config.outbound.from_header)
+    mail["From"] = HeaderAddress(display_name=from_name, addr_spec=from_address)
+    mail["To"] = ", ".join(formataddr((name, address)) for name, address in to)
+    mail["Reply-To"] = config.mailbox.address
+    mail["Subject"] = subject
+    mail["Date"] = format_datetime(now)
+    mail["Message-ID"] = f"<{message_id}>"
+    if in_reply_to:
+        mail["In-Reply-To"] = f"<{in_reply_to}>"
+    if references:
+        mail["References"] = " ".join(f"<{ref}>" for ref in references[-20:])
+    mail["Auto-Submitted"] = auto_submitted
+    # Exchange and Outlook: do not answer this message with out-of-office notices.
+    mail["X-Auto-Response-Suppress"] = "All"
+    mail["X-Maild-Loop"] = loop_marker(config)
+    mail.set_content(text, charset="utf-8", cte="quoted-printable")
+    return mail
+
+
+def loop_marker(config: Config) -> str:
+    """Seen on an incoming message, it means our own mail came back to us."""
+    return config.mailbox.address
+
+
+def acknowledgement(
+    config: Config,
+    *,
+    ticket_id: int,
+    token: str,
+    subject: str,
+    language: str,
+    client: tuple[str, str],
+    attachments: Sequence[AttachmentInfo],
+    missing: Sequence[str],
+    answering: str | None,
+    references: Sequence[str],
+    now: datetime,
+) -> OutgoingMail:
+    text = render(
+        "acknowledgement",
+        language,
+        client_name=client[0],
+        token=token,
+        subject=subject,
+        attachments=[item for item in attachments if not item.inline],
+        missing=list(missing),
+        support_address=config.mailbox.address,
+    )
+    message_id = new_message_id(config, ticket_id)
+    full_subject = f"{token} {subject}"
+    mail = build_mail(
+        config,
+        to=[client],
+        subject=full_subject,
+        text=text,
+        message_id=message_id,
+        in_reply_to=answering,
+        references=[*references, answering] if answering else references,
+        now=now,
+        auto_submitted="auto-replied",
+    )
+    # RFC 3834 3.3: an automatic response goes out with a null return path, so that no
+    # bounce of it can start a loop.
+    return OutgoingMail(message_id, full_subject, (client[1],), "", text, mail.as_bytes())

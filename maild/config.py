@@ -1,0 +1,404 @@
+"""Configuration: one TOML file, validated at start into frozen dataclasses.
+
+Every key is declared once in `_SCHEMA`; an unknown key or a bad value stops maild with the
+dotted key named. Relative paths are relative to the folder of the config file (or to the
+working directory when maild runs on its embedded defaults).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+from maild.errors import ConfigError
+
+ENV_CONFIG = "MAILD_CONFIG"
+_EMAIL_RE = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+_LANGUAGES = ("ru", "en")
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxConfig:
+    address: str
+    comment_address: str | None
+    display_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactsConfig:
+    path: Path
+    max_attachment_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundConfig:
+    transport: str
+    from_header: str
+    max_attempts: int
+    retry_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpInboundConfig:
+    host: str
+    port: int
+    lmtp: bool
+    max_message_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolConfig:
+    path: Path
+    max_attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class TicketsConfig:
+    language: str
+    reopen_days: int
+    public_domains: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class GuardConfig:
+    autoreply_limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineerConfig:
+    email: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    trusted_authserv_ids: tuple[str, ...]
+    trusted_relays: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated configuration; passed explicitly, never global."""
+
+    base_dir: Path
+    source_file: Path | None
+    mailbox: MailboxConfig
+    token_prefix: str
+    database: DatabaseConfig
+    artifacts: ArtifactsConfig
+    outbound: OutboundConfig
+    smtp: SmtpInboundConfig | None
+    spool: SpoolConfig
+    tickets: TicketsConfig
+    guard: GuardConfig
+    engineers: tuple[EngineerConfig, ...]
+    security: SecurityConfig
+    log_level: str = field(default="INFO")
+
+    @property
+    def mail_domain(self) -> str:
+        """The domain of the support address, used in the Message-IDs maild makes."""
+        return self.mailbox.address.rpartition("@")[2]
+
+
+# --- value checkers: each returns the cleaned value or raises ValueError with a reason ---
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a non-empty string")
+    return value.strip()
+
+
+def _email(value: Any) -> str:
+    text = _string(value)
+    if not _EMAIL_RE.match(text):
+        raise ValueError(f"{text!r} is not an email address")
+    return text.lower()
+
+
+def _from_header(value: Any) -> str:
+    text = _string(value)
+    _, address = parseaddr(text)
+    _email(address)
+    return text
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError("expected a positive integer")
+    return value
+
+
+def _non_negative_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("expected an integer >= 0")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+def _token_prefix(value: Any) -> str:
+    text = _string(value)
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,15}", text):
+        raise ValueError("expected 1-16 letters, digits, '-' or '_', starting with a letter")
+    return text
+
+
+def _language(value: Any) -> str:
+    text = _string(value)
+    if text not in _LANGUAGES:
+        raise ValueError(f"expected one of {', '.join(_LANGUAGES)}")
+    return text
+
+
+def _log_level(value: Any) -> str:
+    text = _string(value).upper()
+    if text not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
+    return text
+
+
+def _database_url(value: Any) -> str:
+    text = _string(value)
+    if "://" not in text:
+        raise ValueError("expected an SQLAlchemy URL such as sqlite:///var/maild.db")
+    return text
+
+
+def _transport(value: Any) -> str:
+    text = _string(value)
+    if text.startswith("maildir:") and len(text) > len("maildir:"):
+        return text
+    if re.fullmatch(r"smtp://[^:/\s]+:\d{1,5}/?", text):
+        return text.rstrip("/")
+    raise ValueError("expected maildir:PATH or smtp://host:port")
+
+
+def _listen(value: Any) -> tuple[str, int]:
+    text = _string(value)
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected HOST:PORT, for example 127.0.0.1:2525")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _string_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("expected a list of strings")
+    return tuple(item.strip() for item in value)
+
+
+def _relays(value: Any) -> tuple[str, ...]:
+    items = _string_list(value)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            if not re.fullmatch(r"[A-Za-z0-9.-]+", item):
+                raise ValueError(f"{item!r} is neither a host name nor a network") from None
+    return items
+
+
+def _domains(value: Any) -> frozenset[str]:
+    return frozenset(item.lower() for item in _string_list(value))
+
+
+def _megabytes(value: Any) -> int:
+    return _positive_int(value) * 1024 * 1024
+
+
+Checker = Callable[[Any], Any]
+
+_PUBLIC_DOMAINS = [
+    "gmail.com", "googlemail.com", "yandex.ru", "ya.ru", "yandex.com", "mail.ru", "bk.ru",
+    "list.ru", "inbox.ru", "internet.ru", "rambler.ru", "outlook.com", "hotmail.com",
+    "live.com", "icloud.com", "me.com", "yahoo.com", "proton.me", "protonmail.com",
+]  # fmt: skip
+
+# section -> key -> (checker, default); a default of ... means the key is required.
+_SCHEMA: dict[str, dict[str, tuple[Checker, Any]]] = {
+    "mailbox": {
+        "address": (_email, "info@sis.ru"),
+        "comment_address": (_email, None),
+        "display_name": (_string, "SIS Support"),
+    },
+    "tokens": {"prefix": (_token_prefix, "SIS")},
+    "database": {"url": (_database_url, "sqlite:///var/maild.db")},
+    "artifacts": {
+        "path": (_string, "var/artifacts"),
+        "max_attachment_mb": (_megabytes, 100),
+    },
+    "outbound": {
+        "transport": (_transport, "maildir:var/outbox"),
+        "from": (_from_header, None),
+        "max_attempts": (_positive_int, 12),
+        "retry_seconds": (_positive_int, 60),
+    },
+    "inbound.smtp": {
+        "listen": (_listen, "127.0.0.1:2525"),
+        "lmtp": (_boolean, False),
+        "max_message_mb": (_megabytes, 64),
+        "enabled": (_boolean, True),
+    },
+    "spool": {"path": (_string, "var/spool"), "max_attempts": (_positive_int, 3)},
+    "tickets": {
+        "language": (_language, "ru"),
+        "reopen_days": (_non_negative_int, 14),
+        "public_domains": (_domains, _PUBLIC_DOMAINS),
+    },
+    "guard": {"autoreply_limit": (_non_negative_int, 5)},
+    "security": {
+        "trusted_authserv_ids": (_string_list, []),
+        "trusted_relays": (_relays, []),
+    },
+    "logging": {"level": (_log_level, "INFO")},
+}
+_ENGINEER_KEYS: dict[str, tuple[Checker, Any]] = {"email": (_email, ...), "name": (_string, "")}
+
+
+def _section(raw: Mapping[str, Any], dotted: str) -> dict[str, Any]:
+    """Validate one table against the schema; returns cleaned values with defaults filled."""
+    keys = _SCHEMA[dotted]
+    return _validate_table(raw, keys, dotted)
+
+
+def _validate_table(
+    raw: Mapping[str, Any], keys: Mapping[str, tuple[Checker, Any]], dotted: str
+) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{dotted}: expected a table")
+    for key in raw:
+        if key not in keys:
+            raise ConfigError(f"{dotted}.{key}: unknown key")
+    cleaned: dict[str, Any] = {}
+    for key, (check, default) in keys.items():
+        if key not in raw:
+            if default is ...:
+                raise ConfigError(f"{dotted}.{key}: required key is missing")
+            cleaned[key] = None if default is None else check(default)
+            continue
+        try:
+            cleaned[key] = check(raw[key])
+        except ValueError as error:
+            raise ConfigError(f"{dotted}.{key}: {error}") from None
+    return cleaned
+
+
+def _split_tables(document: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten `[inbound.smtp]` into the key 'inbound.smtp' and refuse unknown sections."""
+    tables: dict[str, Any] = {}
+    for name, value in document.items():
+        if name == "inbound":
+            if not isinstance(value, Mapping):
+                raise ConfigError("inbound: expected a table")
+            for sub, subvalue in value.items():
+                if f"inbound.{sub}" not in _SCHEMA:
+                    raise ConfigError(f"inbound.{sub}: unknown section")
+                tables[f"inbound.{sub}"] = subvalue
+        elif name == "engineers" or name in _SCHEMA:
+            tables[name] = value
+        else:
+            raise ConfigError(f"{name}: unknown section")
+    return tables
+
+
+def _engineers(raw: Any) -> tuple[EngineerConfig, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("engineers: expected an array of tables ([[engineers]])")
+    result = []
+    for index, item in enumerate(raw):
+        values = _validate_table(item, _ENGINEER_KEYS, f"engineers[{index}]")
+        result.append(EngineerConfig(email=values["email"], name=values["name"]))
+    return tuple(result)
+
+
+def _resolve(base_dir: Path, path: str) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else base_dir / candidate
+
+
+def _resolve_url(base_dir: Path, url: str) -> str:
+    """Make a relative `sqlite:///x.db` relative to the config folder, as every other path."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix:
+        rest = url[len(prefix) :]
+        if rest != ":memory:":
+            return prefix + str(_resolve(base_dir, rest))
+    return url
+
+
+def _resolve_transport(base_dir: Path, transport: str) -> str:
+    if transport.startswith("maildir:"):
+        return "maildir:" + str(_resolve(base_dir, transport[len("maildir:") :]))
+    return transport
+
+
+def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | None) -> Config:
+    """Validate a parsed TOML document into a `Config`."""
+    tables = _split_tables(document)
+    values = {name: _section(tables.get(name, {}), name) for name in _SCHEMA}
+    mailbox, outbound, smtp = values["mailbox"], values["outbound"], values["inbound.smtp"]
+    from_header = outbound["from"] or f"{mailbox['display_name']} <{mailbox['address']}>"
+    smtp_config = None
+    if smtp["enabled"]:
+        host, port = smtp["listen"]
+        smtp_config = SmtpInboundConfig(host, port, smtp["lmtp"], smtp["max_message_mb"])
+    return Config(
+        base_dir=base_dir,
+        source_file=source,
+        mailbox=MailboxConfig(
+            mailbox["address"], mailbox["comment_address"], mailbox["display_name"]
+        ),
+        token_prefix=values["tokens"]["prefix"],
+        database=DatabaseConfig(_resolve_url(base_dir, values["database"]["url"])),
+        artifacts=ArtifactsConfig(
+            _resolve(base_dir, values["artifacts"]["path"]),
+            values["artifacts"]["max_attachment_mb"],
+        ),
+        outbound=OutboundConfig(
+            _resolve_transport(base_dir, outbound["transport"]),
+            from_header,
+            outbound["max_attempts"],
+            outbound["retry_seconds"],
+        ),
+        smtp=smtp_config,
+        spool=SpoolConfig(_resolve(base_dir, values["spool"]["path"]), values["spool"]["max_attempts"]),
+        tickets=TicketsConfig(**values["tickets"]),
+        guard=GuardConfig(**values["guard"]),
+        engineers=_engineers(tables.get("engineers", [])),
+        security=SecurityConfig(**values["security"]),
+        log_level=values["logging"]["level"],
+    )
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load the file named by `path`, else by $MAILD_CONFIG, else the embedded defaults."""
+    chosen = path or os.environ.get(ENV_CONFIG)
+    if not chosen:
+        return build_config({}, Path.cwd(), None)
+    file = Path(chosen).expanduser().resolve()
+    try:
+        with file.open("rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {file}: {error}") from None
+    return build_config(document, file.parent, file)

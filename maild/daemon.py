@@ -1,0 +1,119 @@
+"""`maild run`: every enabled source, the spool worker and the outbox sender, until a signal.
+
+Threads, not asyncio, for the workers: the pipeline is synchronous SQLAlchemy, and one worker
+per process keeps SQLite single-writer. aiosmtpd runs its own event loop in its own thread.
+On SIGTERM/SIGINT the listener stops accepting, the worker finishes the message in hand and
+commits, and the process exits 0; anything not yet committed is still in the spool.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from maild.app import App
+from maild.sources.smtp import SpoolHandler, make_controller
+from maild.worker import drain_spool
+
+log = logging.getLogger(__name__)
+IDLE_WAKE_SECONDS = 1.0
+OUTBOX_POLL_SECONDS = 5.0
+ERROR_BACKOFF_SECONDS = 5.0
+
+
+class Daemon:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.stopping = threading.Event()
+        self.spooled = threading.Event()
+        self.committed = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def wake_worker(self) -> None:
+        self.spooled.set()
+
+    def _loop(self, name: str, step: Callable[[], bool], wake: threading.Event, poll: float) -> None:
+        """Run `step` until stopping; wait for a wake-up or `poll` seconds when it had no work."""
+        while not self.stopping.is_set():
+            try:
+                busy = step()
+            except (SQLAlchemyError, OSError):
+                log.exception("%s: failed, retrying in %ss", name, ERROR_BACKOFF_SECONDS)
+                self.stopping.wait(ERROR_BACKOFF_SECONDS)
+                continue
+            if not busy:
+                wake.wait(poll)
+                wake.clear()
+
+    def _work_spool(self) -> bool:
+        settled = drain_spool(self.app.spool, self.app.pipeline, should_stop=self.stopping.is_set)
+        if settled:
+            self.committed.set()
+        return False
+
+    def _work_outbox(self) -> bool:
+        counts = self.app.deliver_outbox()
+        return counts.sent + counts.retrying + counts.failed > 0
+
+    def start(self) -> None:
+        self.threads = [
+            threading.Thread(
+                target=self._loop, name="spool-worker", daemon=True,
+                args=("spool worker", self._work_spool, self.spooled, IDLE_WAKE_SECONDS),
+            ),
+            threading.Thread(
+                target=self._loop, name="outbox-sender", daemon=True,
+                args=("outbox sender", self._work_outbox, self.committed, OUTBOX_POLL_SECONDS),
+            ),
+        ]  # fmt: skip
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.spooled.set()
+        self.committed.set()
+        for thread in self.threads:
+            thread.join()
+
+
+def run_daemon(app: App) -> int:
+    config = app.config
+    daemon = Daemon(app)
+    controller = None
+    if config.smtp is not None:
+        served = frozenset(a for a in (config.mailbox.address, config.mailbox.comment_address) if a)
+        handler = SpoolHandler(app.spool, served, daemon.wake_worker)
+        controller = make_controller(
+            handler, config.smtp.host, config.smtp.port,
+            lmtp=config.smtp.lmtp, max_message_bytes=config.smtp.max_message_bytes,
+        )  # fmt: skip
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        del frame
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon.start()
+    if controller is not None:
+        controller.start()
+        log.info(
+            "listening for %s on %s:%s",
+            "LMTP" if config.smtp and config.smtp.lmtp else "SMTP", controller.hostname, controller.port,
+        )  # fmt: skip
+    log.info("maild running; outbound via %s", config.outbound.transport.split("://")[0])
+    stop_requested.wait()
+    if controller is not None:
+        controller.stop()
+    daemon.stop()
+    app.close()
+    log.info("maild stopped")
+    return 0

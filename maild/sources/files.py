@@ -1,0 +1,119 @@
+"""`maild ingest` inputs: .eml files, Maildir folders, mbox files, folders of them, stdin."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from maild.errors import ConfigError
+
+_MBOX_MAGIC = b"From "
+
+
+@dataclass(frozen=True, slots=True)
+class FileMessage:
+    source: str
+    raw: bytes
+
+
+def is_maildir(path: Path) -> bool:
+    return all((path / sub).is_dir() for sub in ("cur", "new"))
+
+
+def is_mbox(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(len(_MBOX_MAGIC)) == _MBOX_MAGIC
+
+
+def input_size(paths: list[str]) -> int:
+    """Total bytes to read, for a progress bar in bytes (mbox counts are unknown in advance)."""
+    total = 0
+    for name in paths:
+        path = Path(name)
+        if path.is_file():
+            total += path.stat().st_size
+        elif path.is_dir():
+            total += sum(
+                (Path(root) / file).stat().st_size
+                for root, _, files in os.walk(path)
+                for file in files
+            )
+    return total
+
+
+def _maildir_messages(path: Path) -> Iterator[FileMessage]:
+    box = mailbox.Maildir(path, factory=None, create=False)
+    for key in sorted(box.iterkeys()):
+        yield FileMessage(f"maildir:{path}/{key}", box.get_bytes(key))
+
+
+def _mbox_messages(path: Path) -> Iterator[FileMessage]:
+    box = mailbox.mbox(path, factory=None, create=False)
+    try:
+        for index, key in enumerate(box.iterkeys()):
+            yield FileMessage(f"mbox:{path}#{index}", box.get_bytes(key))
+    finally:
+        box.close()
+
+
+def _folder_messages(path: Path) -> Iterator[FileMessage]:
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        folder = Path(root)
+        if is_maildir(folder):
+            dirs.clear()
+            yield from _maildir_messages(folder)
+            continue
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield from _file_messages(folder / name)
+
+
+def _file_messages(path: Path) -> Iterator[FileMessage]:
+    if is_mbox(path):
+        yield from _mbox_messages(path)
+    else:
+        yield FileMessage(f"file:{path}", path.read_bytes())
+
+
+def read_stdin(stream: BinaryIO) -> Iterator[FileMessage]:
+    data = stream.read()
+    if not data.startswith(_MBOX_MAGIC):
+        yield FileMessage("stdin", data)
+        return
+    for index, chunk in enumerate(_split_mbox_bytes(data)):
+        yield FileMessage(f"stdin#{index}", chunk)
+
+
+def _split_mbox_bytes(data: bytes) -> Iterator[bytes]:
+    """mboxrd-style split on 'From ' at line starts, un-escaping '>From ' lines."""
+    current: list[bytes] = []
+    for line in data.splitlines(keepends=True):
+        if line.startswith(_MBOX_MAGIC):
+            if current:
+                yield b"".join(current)
+            current = []
+            continue
+        if line.startswith(b">") and line.lstrip(b">").startswith(_MBOX_MAGIC):
+            line = line[1:]
+        current.append(line)
+    if current:
+        yield b"".join(current)
+
+
+def iter_messages(paths: list[str], stdin: BinaryIO) -> Iterator[FileMessage]:
+    for name in paths:
+        if name == "-":
+            yield from read_stdin(stdin)
+            continue
+        path = Path(name)
+        if path.is_dir():
+            yield from _maildir_messages(path) if is_maildir(path) else _folder_messages(path)
+        elif path.is_file():
+            yield from _file_messages(path)
+        else:
+            raise ConfigError(f"{name}: no such file or folder")

@@ -1,0 +1,52 @@
+"""Who a message is, before it is parsed: the keys that make ingestion idempotent."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+_IDENTITY_HEADERS = re.compile(rb"^(?:from|date|subject):.*$", re.IGNORECASE | re.MULTILINE)
+_ANGLE_ID = re.compile(rb"<([^<>\s]+)>")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageIdentity:
+    message_id: str | None
+    raw_sha256: str
+    dedup_key: str
+    """Message-ID plus a hash of the body: the same message relayed twice (different
+    Received lines) is one message; a different body under a reused Message-ID is not."""
+
+
+def normalize_message_id(value: str | bytes | None) -> str | None:
+    """`<Abc@x>` -> `Abc@x`; None for an empty or absent id."""
+    if value is None:
+        return None
+    data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+    match = _ANGLE_ID.search(data)
+    text = (match.group(1) if match else data.strip()).decode("utf-8", "replace")
+    return text[:900] or None
+
+
+def identify_message(raw: bytes) -> MessageIdentity:
+    split = _HEADER_END.search(raw)
+    header_block = raw[: split.start()] if split else raw
+    body = raw[split.end() :] if split else b""
+    found = _MESSAGE_ID.search(header_block)
+    message_id = normalize_message_id(found.group(1)) if found else None
+    digest = hashlib.sha256()
+    if message_id:
+        digest.update(message_id.encode())
+    else:
+        for line in _IDENTITY_HEADERS.findall(header_block):
+            digest.update(line.rstrip(b"\r"))
+    digest.update(b"\0")
+    digest.update(body.replace(b"\r\n", b"\n"))
+    return MessageIdentity(
+        message_id=message_id,
+        raw_sha256=hashlib.sha256(raw).hexdigest(),
+        dedup_key=digest.hexdigest(),
+    )

@@ -1,0 +1,89 @@
+"""Value types that the parse stage hands to the rest of the pipeline."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+class ArtifactKind(enum.StrEnum):
+    """What an attachment is to an engineer, per the regulation's list of technical information."""
+
+    DUMP = "dump"
+    LOG = "log"
+    SCREENSHOT = "screenshot"
+    ARCHIVE = "archive"
+    CONFIG = "config"
+    DOCUMENT = "document"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A mailbox; `email` is lower-cased for comparison, `name` is decoded for display."""
+
+    name: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """What the artifact store answers after taking the bytes of one attachment."""
+
+    sha256: str
+    size: int
+
+
+class ArtifactSink(Protocol):
+    """Where the parser puts attachment bytes; the storage layer implements it."""
+
+    def put(self, data: bytes) -> StoredBlob: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentInfo:
+    filename: str
+    content_type: str
+    kind: ArtifactKind
+    size: int
+    sha256: str
+    inline: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedMessage:
+    """Everything later stages need to know about one message, decoded and immutable."""
+
+    message_id: str | None
+    subject: str
+    sender: Address | None
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    reply_to: tuple[Address, ...]
+    date: datetime | None
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    headers: tuple[tuple[str, str], ...]
+    """Decoded headers that the guard and threading look at (lower-case names), in order."""
+    content_type: str
+    full_text: str
+    new_text: str
+    attachments: tuple[AttachmentInfo, ...]
+    defects: tuple[str, ...]
+    report: DeliveryReport | None = None
+
+    def header(self, name: str) -> str | None:
+        """First value of a header by case-insensitive name."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers if key == wanted), None)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """The machine-readable part of an RFC 3464 delivery status notification."""
+
+    failed_recipients: tuple[str, ...]
+    action: str
+    status: str

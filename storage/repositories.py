@@ -1,0 +1,219 @@
+"""Repository functions: take a Session, read or add rows, never commit (the pipeline does)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from parsers.types import Address, AttachmentInfo
+from storage.models import (
+    Artifact,
+    Attachment,
+    Contact,
+    Counter,
+    Engineer,
+    Event,
+    InboundMessage,
+    Message,
+    Organization,
+    OutboxMessage,
+    Participant,
+    Ticket,
+)
+from threading_rules.decide import TicketView
+
+TICKET_COUNTER = "ticket"
+
+
+def next_ticket_number(session: Session) -> int:
+    """Gap-free: the counter row is locked until commit, and a rollback gives the number back."""
+    result = session.execute(
+        update(Counter)
+        .where(Counter.name == TICKET_COUNTER)
+        .values(value=Counter.value + 1)
+        .returning(Counter.value)
+    ).scalar_one_or_none()
+    if result is not None:
+        return result
+    session.add(Counter(name=TICKET_COUNTER, value=1))
+    session.flush()
+    return 1
+
+
+def organization_for_domain(
+    session: Session, domain: str, public_domains: frozenset[str]
+) -> Organization | None:
+    """The sender's organisation by mail domain; people at public mail services have none."""
+    if not domain or domain in public_domains:
+        return None
+    found = session.scalars(select(Organization).where(Organization.domain == domain)).first()
+    if found is None:
+        found = Organization(name=domain, domain=domain)
+        session.add(found)
+        session.flush()
+    return found
+
+
+def contact_for_address(
+    session: Session, address: Address, organization: Organization | None
+) -> Contact:
+    found = session.scalars(select(Contact).where(Contact.email == address.email)).first()
+    if found is None:
+        found = Contact(
+            email=address.email,
+            name=address.name,
+            organization_id=organization.id if organization else None,
+        )
+        session.add(found)
+        session.flush()
+    elif address.name and not found.name:
+        found.name = address.name
+    return found
+
+
+def sync_engineers(session: Session, engineers: Iterable[tuple[str, str]]) -> None:
+    """Make the engineers table match the config: new ones added, missing ones deactivated."""
+    wanted = dict(engineers)
+    for engineer in session.scalars(select(Engineer)):
+        engineer.active = engineer.email in wanted
+        if engineer.email in wanted:
+            engineer.name = wanted.pop(engineer.email) or engineer.name
+    for email, name in wanted.items():
+        session.add(Engineer(email=email, name=name))
+
+
+def engineer_emails(session: Session) -> frozenset[str]:
+    return frozenset(session.scalars(select(Engineer.email).where(Engineer.active.is_(True))))
+
+
+def inbound_by_spool_id(session: Session, spool_id: str) -> InboundMessage | None:
+    return session.scalars(select(InboundMessage).where(InboundMessage.spool_id == spool_id)).first()
+
+
+def first_inbound_by_dedup_key(session: Session, dedup_key: str) -> InboundMessage | None:
+    return session.scalars(
+        select(InboundMessage)
+        .where(InboundMessage.dedup_key == dedup_key, InboundMessage.state != "duplicate")
+        .order_by(InboundMessage.id)
+    ).first()
+
+
+def ticket_views(session: Session, ticket_ids: Iterable[int]) -> dict[int, TicketView]:
+    ids = sorted(set(ticket_ids))
+    if not ids:
+        return {}
+    tickets = session.scalars(select(Ticket).where(Ticket.id.in_(ids))).all()
+    members: dict[int, set[str]] = {ticket.id: set() for ticket in tickets}
+    for ticket_id, email in session.execute(
+        select(Participant.ticket_id, Participant.email).where(Participant.ticket_id.in_(ids))
+    ):
+        members[ticket_id].add(email)
+    return {
+        ticket.id: TicketView(
+            id=ticket.id,
+            status=ticket.status,
+            closed_at=ticket.closed_at,
+            participants=frozenset(members[ticket.id]),
+            organization_domain=ticket.organization.domain if ticket.organization else None,
+        )
+        for ticket in tickets
+    }
+
+
+def tickets_by_message_ids(session: Session, message_ids: Iterable[str]) -> dict[str, int]:
+    """Which ticket each known Message-ID (received or sent by maild) belongs to."""
+    ids = sorted(set(message_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Message.message_id, Message.ticket_id)
+        .where(Message.message_id.in_(ids))
+        .order_by(Message.id)
+    )
+    known: dict[str, int] = {}
+    for message_id, ticket_id in rows:
+        if message_id is not None:
+            known.setdefault(message_id, ticket_id)
+    return known
+
+
+def add_participant(session: Session, ticket_id: int, email: str, role: str) -> bool:
+    exists = session.scalars(
+        select(Participant.id).where(Participant.ticket_id == ticket_id, Participant.email == email)
+    ).first()
+    if exists is not None:
+        return False
+    session.add(Participant(ticket_id=ticket_id, email=email, role=role))
+    return True
+
+
+def artifact_row(session: Session, sha256: str, size: int) -> Artifact:
+    found = session.scalars(select(Artifact).where(Artifact.sha256 == sha256)).first()
+    if found is None:
+        found = Artifact(sha256=sha256, size=size)
+        session.add(found)
+        session.flush()
+    return found
+
+
+def add_attachments(session: Session, message: Message, attachments: Iterable[AttachmentInfo]) -> None:
+    for info in attachments:
+        artifact = artifact_row(session, info.sha256, info.size)
+        session.add(
+            Attachment(
+                message_id=message.id,
+                artifact_id=artifact.id,
+                filename=info.filename,
+                content_type=info.content_type[:255],
+                kind=str(info.kind),
+                inline=info.inline,
+            )
+        )
+
+
+def add_event(
+    session: Session,
+    kind: str,
+    reason: str,
+    *,
+    ticket_id: int | None = None,
+    inbound_id: int | None = None,
+    actor: str = "maild",
+    detail: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        Event(
+            kind=kind,
+            reason=reason,
+            ticket_id=ticket_id,
+            inbound_id=inbound_id,
+            actor=actor,
+            detail=detail or {},
+        )
+    )
+
+
+def count_recent_outbox(session: Session, recipient: str, purpose: str, since: datetime) -> int:
+    return session.scalar(
+        select(func.count(OutboxMessage.id)).where(
+            OutboxMessage.recipient == recipient,
+            OutboxMessage.purpose == purpose,
+            OutboxMessage.created_at >= since,
+        )
+    ) or 0
+
+
+def mark_contacts_bouncing(session: Session, emails: Iterable[str]) -> list[str]:
+    marked = []
+    for contact in session.scalars(select(Contact).where(Contact.email.in_(list(emails)))):
+        contact.bouncing = True
+        marked.append(contact.email)
+    return marked
+
+
+def contact_is_bouncing(session: Session, email: str) -> bool:
+    return bool(session.scalar(select(Contact.bouncing).where(Contact.email == email)))

@@ -1,0 +1,78 @@
+"""The inbound spool: raw bytes are durable here before any source is acknowledged.
+
+A source calls `Spool.put` and acknowledges (SMTP 250, IMAP MOVE) only after it returns. The
+worker processes `new/` in arrival order; a message stays in `new/` until its database
+transaction has committed, so a crash at any point replays it, and the ledger
+(`inbound_messages.spool_id`) turns the replay into a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from storage.fsutil import write_durably
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolMeta:
+    """The JSON sidecar: where the message came from, never anything parsed from it."""
+
+    source: str
+    received_at: str
+    envelope_from: str = ""
+    recipients: tuple[str, ...] = field(default_factory=tuple)
+    peer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolEntry:
+    spool_id: str
+    raw: bytes
+    meta: SpoolMeta
+
+
+def new_spool_id() -> str:
+    """Sortable by arrival time, unique across processes."""
+    return f"{time.time_ns():020d}-{secrets.token_hex(6)}"
+
+
+class Spool:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.new = root / "new"
+
+    def ensure(self) -> None:
+        for folder in (self.tmp, self.new):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def put(self, raw: bytes, meta: SpoolMeta) -> str:
+        spool_id = new_spool_id()
+        sidecar = json.dumps(asdict(meta), ensure_ascii=False).encode()
+        write_durably(self.new / f"{spool_id}.json", sidecar, self.tmp)
+        write_durably(self.new / f"{spool_id}.eml", raw, self.tmp)
+        return spool_id
+
+    def pending(self) -> list[str]:
+        return sorted(entry.name[:-4] for entry in os.scandir(self.new) if entry.name.endswith(".eml"))
+
+    def read(self, spool_id: str) -> SpoolEntry:
+        raw = (self.new / f"{spool_id}.eml").read_bytes()
+        sidecar = self.new / f"{spool_id}.json"
+        if sidecar.exists():
+            data = json.loads(sidecar.read_text())
+            data["recipients"] = tuple(data.get("recipients", ()))
+            meta = SpoolMeta(**data)
+        else:
+            meta = SpoolMeta(source="spool", received_at="")
+        return SpoolEntry(spool_id, raw, meta)
+
+    def remove(self, spool_id: str) -> None:
+        """Forget a message whose processing has committed."""
+        for suffix in (".eml", ".json"):
+            (self.new / f"{spool_id}{suffix}").unlink(missing_ok=True)

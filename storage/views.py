@@ -1,0 +1,101 @@
+"""Read models for the CLI: a ticket as the JSON of the SPEC interface contract."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from storage.models import Attachment, Contact, Message, Participant, Ticket
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def ticket_summary(ticket: Ticket, token: str, message_count: int) -> dict[str, Any]:
+    return {
+        "id": ticket.id,
+        "token": token,
+        "subject": ticket.subject,
+        "status": ticket.status,
+        "criticality": ticket.criticality,
+        "organization": ticket.organization.domain if ticket.organization else None,
+        "requester": ticket.requester.email,
+        "messages": message_count,
+        "created_at": _iso(ticket.created_at),
+        "updated_at": _iso(ticket.updated_at),
+    }
+
+
+def list_tickets(session: Session, prefix: str, *, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    counts = dict(
+        session.execute(select(Message.ticket_id, func.count(Message.id)).group_by(Message.ticket_id)).tuples()
+    )
+    query = select(Ticket).options(selectinload(Ticket.organization), selectinload(Ticket.requester))
+    if status:
+        query = query.where(Ticket.status == status)
+    tickets = session.scalars(query.order_by(Ticket.id.desc()).limit(limit))
+    return [ticket_summary(t, f"[{prefix} #{t.id}]", counts.get(t.id, 0)) for t in tickets]
+
+
+def _attachment_json(attachment: Attachment) -> dict[str, Any]:
+    return {
+        "id": attachment.id,
+        "filename": attachment.filename,
+        "kind": attachment.kind,
+        "content_type": attachment.content_type,
+        "size": attachment.artifact.size,
+        "sha256": attachment.artifact.sha256,
+        "inline": attachment.inline,
+    }
+
+
+def _message_json(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "message_id": message.message_id,
+        "direction": message.direction,
+        "visibility": message.visibility,
+        "kind": message.kind,
+        "sender": message.sender_email,
+        "sender_name": message.sender_name,
+        "subject": message.subject,
+        "date": _iso(message.sent_at or message.created_at),
+        "text": message.text,
+        "attachments": [_attachment_json(a) for a in message.attachments],
+    }
+
+
+def ticket_detail(session: Session, ticket_id: int, prefix: str) -> dict[str, Any] | None:
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        return None
+    messages = session.scalars(
+        select(Message)
+        .where(Message.ticket_id == ticket_id)
+        .options(selectinload(Message.attachments).selectinload(Attachment.artifact))
+        .order_by(Message.id)
+    ).all()
+    participants = session.scalars(
+        select(Participant).where(Participant.ticket_id == ticket_id).order_by(Participant.id)
+    ).all()
+    requester: Contact = ticket.requester
+    detail = ticket_summary(ticket, f"[{prefix} #{ticket.id}]", len(messages))
+    detail.update(
+        requester={"email": requester.email, "name": requester.name},
+        channel=ticket.channel,
+        language=ticket.language,
+        assignee=ticket.assignee.email if ticket.assignee else None,
+        linked_ticket=ticket.linked_ticket_id,
+        participants=[{"email": p.email, "role": p.role} for p in participants],
+        messages=[_message_json(m) for m in messages],
+        sla={
+            "created_at": _iso(ticket.created_at),
+            "first_response_at": _iso(ticket.first_response_at),
+            "closed_at": _iso(ticket.closed_at),
+        },
+    )
+    return detail

@@ -1,0 +1,27 @@
+"""The subject token `[SIS #123]`, also as clients mangle it (spaces, full-width #, №)."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+
+@lru_cache(maxsize=8)
+def _token_pattern(prefix: str) -> re.Pattern[str]:
+    return re.compile(
+        r"\[\s*" + re.escape(prefix) + r"\s*[#＃№]?\s*(\d{1,9})\s*\]", re.IGNORECASE
+    )
+
+
+def format_token(prefix: str, ticket_id: int) -> str:
+    return f"[{prefix} #{ticket_id}]"
+
+
+def find_ticket_numbers(subject: str, prefix: str) -> tuple[int, ...]:
+    """Every ticket number in the subject, in order, without repeats."""
+    numbers = (int(match) for match in _token_pattern(prefix).findall(subject))
+    return tuple(dict.fromkeys(numbers))
+
+
+def strip_tokens(subject: str, prefix: str) -> str:
+    return " ".join(_token_pattern(prefix).sub(" ", subject).split())
