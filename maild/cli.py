@@ -165,31 +165,53 @@ def cmd_tickets_show(config: Config, args: argparse.Namespace) -> int:
 def _common() -> argparse.ArgumentParser:
     """Options accepted both before and after the subcommand."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", "-c", default=argparse.SUPPRESS, help="TOML config file (or $MAILD_CONFIG)")
-    common.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    common.add_argument(
+        "--config", "-c", default=argparse.SUPPRESS, help="TOML config file (or $MAILD_CONFIG)"
+    )
+    common.add_argument(
+        "--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
-    parser = argparse.ArgumentParser(prog="maild", parents=[common], description="Email-centric support ticketing daemon.")
+    parser = argparse.ArgumentParser(
+        prog="maild", parents=[common], description="Email-centric support ticketing daemon."
+    )
     parser.add_argument("--version", action="version", version=f"maild {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("init", parents=[common], help="create or migrate the database, folders and keys").set_defaults(handler=cmd_init)
-    commands.add_parser("run", parents=[common], help="run the daemon: sources, workers, outbox").set_defaults(handler=cmd_run)
-    ingest = commands.add_parser("ingest", parents=[common], help="push .eml files, Maildirs or mbox files (or - for stdin) through the pipeline")
+    commands.add_parser(
+        "init", parents=[common], help="create or migrate the database, folders and keys"
+    ).set_defaults(handler=cmd_init)
+    commands.add_parser(
+        "run", parents=[common], help="run the daemon: sources, workers, outbox"
+    ).set_defaults(handler=cmd_run)
+    ingest = commands.add_parser(
+        "ingest",
+        parents=[common],
+        help="push .eml files, Maildirs or mbox files (or - for stdin) through the pipeline",
+    )
     ingest.add_argument("paths", nargs="+", metavar="PATH")
     ingest.add_argument("--json", action="store_true", help="one JSON object per message on stdout")
-    ingest.add_argument("--no-deliver", action="store_true", help="leave outgoing mail in the outbox for the daemon")
+    ingest.add_argument(
+        "--no-deliver", action="store_true", help="leave outgoing mail in the outbox for the daemon"
+    )
     ingest.set_defaults(handler=cmd_ingest)
     tickets = commands.add_parser("tickets", parents=[common], help="list or show tickets")
-    ticket_commands = tickets.add_subparsers(dest="tickets_command", required=True, metavar="ACTION")
-    listing = ticket_commands.add_parser("list", parents=[common], help="list tickets, newest first")
+    ticket_commands = tickets.add_subparsers(
+        dest="tickets_command", required=True, metavar="ACTION"
+    )
+    listing = ticket_commands.add_parser(
+        "list", parents=[common], help="list tickets, newest first"
+    )
     listing.add_argument("--json", action="store_true")
     listing.add_argument("--status", choices=["new", "open", "waiting", "resolved", "closed"])
     listing.add_argument("--limit", type=int, default=200)
     listing.set_defaults(handler=cmd_tickets_list)
-    show = ticket_commands.add_parser("show", parents=[common], help="show one ticket with its messages")
+    show = ticket_commands.add_parser(
+        "show", parents=[common], help="show one ticket with its messages"
+    )
     show.add_argument("id", type=int, metavar="ID")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_tickets_show)

@@ -150,7 +150,7 @@ def _non_negative_int(value: Any) -> int:
 
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ValueError("expected true or false")
+        raise ValueError("expected true or false")  # noqa: TRY004 - checkers raise ValueError
     return value
 
 
@@ -379,7 +379,9 @@ def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | Non
             outbound["retry_seconds"],
         ),
         smtp=smtp_config,
-        spool=SpoolConfig(_resolve(base_dir, values["spool"]["path"]), values["spool"]["max_attempts"]),
+        spool=SpoolConfig(
+            _resolve(base_dir, values["spool"]["path"]), values["spool"]["max_attempts"]
+        ),
         tickets=TicketsConfig(**values["tickets"]),
         guard=GuardConfig(**values["guard"]),
         engineers=_engineers(tables.get("engineers", [])),

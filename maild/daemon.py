@@ -37,7 +37,9 @@ class Daemon:
     def wake_worker(self) -> None:
         self.spooled.set()
 
-    def _loop(self, name: str, step: Callable[[], bool], wake: threading.Event, poll: float) -> None:
+    def _loop(
+        self, name: str, step: Callable[[], bool], wake: threading.Event, poll: float
+    ) -> None:
         """Run `step` until stopping; wait for a wake-up or `poll` seconds when it had no work."""
         while not self.stopping.is_set():
             try:
@@ -105,10 +107,8 @@ def run_daemon(app: App) -> int:
     daemon.start()
     if controller is not None:
         controller.start()
-        log.info(
-            "listening for %s on %s:%s",
-            "LMTP" if config.smtp and config.smtp.lmtp else "SMTP", controller.hostname, controller.port,
-        )  # fmt: skip
+        protocol = "LMTP" if config.smtp and config.smtp.lmtp else "SMTP"
+        log.info("listening for %s on %s:%s", protocol, controller.hostname, controller.port)
     log.info("maild running; outbound via %s", config.outbound.transport.split("://")[0])
     stop_requested.wait()
     if controller is not None:

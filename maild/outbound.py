@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import smtplib
-import socket
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -66,7 +65,11 @@ class SmtpTransport:
         try:
             with smtplib.SMTP(self.host, self.port, timeout=SMTP_TIMEOUT_SECONDS) as client:
                 client.ehlo_or_helo_if_needed()
-                if client.has_extn("starttls") and self.host not in ("127.0.0.1", "localhost", "::1"):
+                if client.has_extn("starttls") and self.host not in (
+                    "127.0.0.1",
+                    "localhost",
+                    "::1",
+                ):
                     client.starttls()
                 refused = client.sendmail(envelope_from, recipients, raw)
         except smtplib.SMTPRecipientsRefused as error:
@@ -76,7 +79,7 @@ class SmtpTransport:
             if 500 <= error.smtp_code < 600:
                 raise PermanentError(message) from error
             raise TransientError(message) from error
-        except (OSError, smtplib.SMTPException, socket.timeout) as error:
+        except (TimeoutError, OSError, smtplib.SMTPException) as error:
             raise TransientError(f"smtp {self.host}:{self.port}: {error}") from error
         if refused:
             raise _classify_refusal(refused)
@@ -129,7 +132,15 @@ def deliver_pending(
         ).all()
     counts = {"sent": 0, "retrying": 0, "failed": 0}
     for row_id in due:
-        counts[_deliver_one(sessions, transport, clock, row_id, max_attempts, retry_seconds)] += 1
+        outcome = _deliver_one(
+            sessions,
+            transport,
+            clock,
+            row_id,
+            max_attempts=max_attempts,
+            retry_seconds=retry_seconds,
+        )
+        counts[outcome] += 1
     return DeliveryCounts(**counts)
 
 
@@ -154,6 +165,7 @@ def _deliver_one(
     transport: Transport,
     clock: Clock,
     row_id: int,
+    *,
     max_attempts: int,
     retry_seconds: int,
 ) -> str:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,7 +30,13 @@ from parsers.types import ParsedMessage
 from storage import repositories as repo
 from storage.artifacts import ArtifactStore
 from storage.models import InboundMessage, Message, OutboxMessage, Ticket
-from threading_rules.decide import ThreadAction, ThreadContext, ThreadDecision, ThreadFacts, decide_thread
+from threading_rules.decide import (
+    ThreadAction,
+    ThreadContext,
+    ThreadDecision,
+    ThreadFacts,
+    decide_thread,
+)
 from threading_rules.token import find_ticket_numbers, format_token, strip_tokens
 
 log = logging.getLogger(__name__)
@@ -91,6 +97,14 @@ class Work:
 
 
 Stage = Callable[["Pipeline", Work], IngestResult | None]
+T = TypeVar("T")
+
+
+def known(value: T | None) -> T:
+    """Stages run in order, so an earlier stage's result is always there; if not, it is a bug."""
+    if value is None:
+        raise RuntimeError("a pipeline stage ran before the stage that provides its input")
+    return value
 
 
 class Pipeline:
@@ -107,7 +121,9 @@ class Pipeline:
         self.clock = clock
         self.loop_marker = compose.loop_marker(config)
         self.own_addresses = frozenset(
-            address for address in (config.mailbox.address, config.mailbox.comment_address) if address
+            address
+            for address in (config.mailbox.address, config.mailbox.comment_address)
+            if address
         )
 
     def process(self, incoming: Incoming) -> IngestResult:
@@ -145,7 +161,9 @@ class Pipeline:
         )
 
 
-def _ledger_row(incoming: Incoming, identity: MessageIdentity, state: str, reason: str) -> InboundMessage:
+def _ledger_row(
+    incoming: Incoming, identity: MessageIdentity, state: str, reason: str
+) -> InboundMessage:
     return InboundMessage(
         spool_id=incoming.spool_id,
         source=incoming.source[:255],
@@ -161,7 +179,7 @@ def _ledger_row(incoming: Incoming, identity: MessageIdentity, state: str, reaso
 def _finish(work: Work, action: IngestAction, reason: str) -> IngestResult:
     """Write the ledger outcome and turn it into the stage's result."""
     inbound = work.inbound
-    assert inbound is not None
+    inbound = known(inbound)
     inbound.state = str(action)
     inbound.reason = reason
     inbound.ticket_id = work.ticket.id if work.ticket else None
@@ -211,25 +229,25 @@ def stage_parse(pipeline: Pipeline, work: Work) -> IngestResult | None:
 
 
 def _inbound_id(work: Work) -> int:
-    assert work.inbound is not None
-    return work.inbound.id
+    return known(work.inbound).id
 
 
 # --- guard: machines are recorded, never answered ---
 
 
 def stage_guard(pipeline: Pipeline, work: Work) -> IngestResult | None:
-    assert work.parsed is not None
-    work.facts = message_facts(work.parsed)
+    parsed = known(work.parsed)
+    work.facts = message_facts(parsed)
     work.guard = decide_guard(work.facts, pipeline.loop_marker)
     if work.facts.sender_email in pipeline.own_addresses:
         work.guard = GuardDecision(GuardAction.IGNORE, "from_own_address")
-    if work.parsed.report is not None and work.parsed.report.failed_recipients:
-        marked = repo.mark_contacts_bouncing(work.session, work.parsed.report.failed_recipients)
+    report = parsed.report
+    if report is not None and report.failed_recipients:
+        marked = repo.mark_contacts_bouncing(work.session, report.failed_recipients)
         if marked:
             repo.add_event(
                 work.session, "bounce", "recipient_bouncing", inbound_id=_inbound_id(work),
-                detail={"recipients": marked, "status": work.parsed.report.status},
+                detail={"recipients": marked, "status": report.status},
             )  # fmt: skip
     return None
 
@@ -238,9 +256,8 @@ def stage_guard(pipeline: Pipeline, work: Work) -> IngestResult | None:
 
 
 def stage_thread(pipeline: Pipeline, work: Work) -> IngestResult | None:
-    parsed = work.parsed
-    assert parsed is not None and parsed.sender is not None
-    sender = parsed.sender.email
+    parsed = known(work.parsed)
+    sender = known(parsed.sender).email
     facts = ThreadFacts(
         sender=sender,
         sender_domain=sender.rpartition("@")[2],
@@ -248,10 +265,10 @@ def stage_thread(pipeline: Pipeline, work: Work) -> IngestResult | None:
         in_reply_to=parsed.in_reply_to,
         references=parsed.references,
     )
-    known = repo.tickets_by_message_ids(work.session, (*facts.in_reply_to, *facts.references))
+    by_id = repo.tickets_by_message_ids(work.session, (*facts.in_reply_to, *facts.references))
     context = ThreadContext(
-        tickets=repo.ticket_views(work.session, (*facts.tokens, *known.values())),
-        known_message_ids=known,
+        tickets=repo.ticket_views(work.session, (*facts.tokens, *by_id.values())),
+        known_message_ids=by_id,
         now=pipeline.clock.now(),
         reopen_days=pipeline.config.tickets.reopen_days,
     )
@@ -266,16 +283,19 @@ def stage_thread(pipeline: Pipeline, work: Work) -> IngestResult | None:
 
 def stage_store(pipeline: Pipeline, work: Work) -> IngestResult | None:
     parsed, thread, guard = work.parsed, work.thread, work.guard
-    assert parsed is not None and parsed.sender is not None and thread is not None and guard is not None
+    parsed, thread, guard = known(parsed), known(thread), known(guard)
+    sender = known(parsed.sender)
     session = work.session
     if thread.security_reason:
         repo.add_event(
             session, "security", thread.security_reason, inbound_id=_inbound_id(work),
-            actor=parsed.sender.email, detail={"subject": parsed.subject},
+            actor=sender.email, detail={"subject": parsed.subject},
         )  # fmt: skip
     if guard.action is GuardAction.IGNORE:
         if work.ticket is not None:
-            work.message = _store_message(pipeline, work, work.ticket, visibility="internal", kind="auto")
+            work.message = _store_message(
+                pipeline, work, work.ticket, visibility="internal", kind="auto"
+            )
         repo.add_event(
             session, "ignored", guard.reason,
             ticket_id=work.ticket.id if work.ticket else None, inbound_id=_inbound_id(work),
@@ -293,7 +313,7 @@ def stage_store(pipeline: Pipeline, work: Work) -> IngestResult | None:
     kind = "ticket_created" if thread.action is ThreadAction.NEW_TICKET else "follow_up"
     repo.add_event(
         session, kind, thread.reason, ticket_id=work.ticket.id, inbound_id=_inbound_id(work),
-        actor=parsed.sender.email,
+        actor=sender.email,
     )  # fmt: skip
     return None
 
@@ -309,12 +329,18 @@ def clean_subject(subject: str, prefix: str) -> str:
 
 def _open_ticket(pipeline: Pipeline, work: Work) -> Ticket:
     parsed, thread = work.parsed, work.thread
-    assert parsed is not None and parsed.sender is not None and thread is not None
+    parsed = known(parsed)
+    thread = known(thread)
+    sender = known(parsed.sender)
     session = work.session
-    domain = parsed.sender.email.rpartition("@")[2]
-    organization = repo.organization_for_domain(session, domain, pipeline.config.tickets.public_domains)
-    contact = repo.contact_for_address(session, parsed.sender, organization)
-    language = compose.choose_language(pipeline.config.tickets.language, parsed.subject, parsed.new_text)
+    domain = sender.email.rpartition("@")[2]
+    organization = repo.organization_for_domain(
+        session, domain, pipeline.config.tickets.public_domains
+    )
+    contact = repo.contact_for_address(session, sender, organization)
+    language = compose.choose_language(
+        pipeline.config.tickets.language, parsed.subject, parsed.new_text
+    )
     subject = clean_subject(parsed.subject, pipeline.config.token_prefix) or NO_SUBJECT[language]
     now = pipeline.clock.now()
     ticket = Ticket(
@@ -334,9 +360,12 @@ def _open_ticket(pipeline: Pipeline, work: Work) -> Ticket:
     return ticket
 
 
-def _store_message(pipeline: Pipeline, work: Work, ticket: Ticket, *, visibility: str, kind: str) -> Message:
+def _store_message(
+    pipeline: Pipeline, work: Work, ticket: Ticket, *, visibility: str, kind: str
+) -> Message:
     parsed = work.parsed
-    assert parsed is not None and parsed.sender is not None
+    parsed = known(parsed)
+    sender = known(parsed.sender)
     recipients = ", ".join(address.email for address in (*parsed.to, *parsed.cc))
     message = Message(
         ticket_id=ticket.id,
@@ -347,8 +376,8 @@ def _store_message(pipeline: Pipeline, work: Work, ticket: Ticket, *, visibility
         message_id=parsed.message_id,
         in_reply_to=" ".join(parsed.in_reply_to) or None,
         references=" ".join(parsed.references) or None,
-        sender_email=parsed.sender.email,
-        sender_name=parsed.sender.name[:255],
+        sender_email=sender.email,
+        sender_name=sender.name[:255],
         recipients=recipients,
         subject=parsed.subject,
         sent_at=parsed.date,
@@ -365,7 +394,8 @@ def _store_message(pipeline: Pipeline, work: Work, ticket: Ticket, *, visibility
 def _add_cc_participants(pipeline: Pipeline, work: Work) -> None:
     """People a participant copies join the ticket (an engineer can add others later)."""
     parsed, ticket = work.parsed, work.ticket
-    assert parsed is not None and ticket is not None
+    parsed = known(parsed)
+    ticket = known(ticket)
     engineers = repo.engineer_emails(work.session)
     for address in (*parsed.to, *parsed.cc):
         email = address.email
@@ -389,7 +419,8 @@ def _is_own_plus(email: str, own: frozenset[str]) -> bool:
 
 def stage_act(pipeline: Pipeline, work: Work) -> IngestResult | None:
     thread, ticket = work.thread, work.ticket
-    assert thread is not None and ticket is not None
+    thread = known(thread)
+    ticket = known(ticket)
     if thread.action is ThreadAction.NEW_TICKET:
         _acknowledge(pipeline, work, ticket)
         return _finish(work, IngestAction.NEW_TICKET, thread.reason)
@@ -398,34 +429,50 @@ def stage_act(pipeline: Pipeline, work: Work) -> IngestResult | None:
 
 def _acknowledge(pipeline: Pipeline, work: Work, ticket: Ticket) -> None:
     parsed, facts = work.parsed, work.facts
-    assert parsed is not None and parsed.sender is not None and facts is not None
-    session, now, requester = work.session, pipeline.clock.now(), parsed.sender.email
+    parsed = known(parsed)
+    facts = known(facts)
+    sender = known(parsed.sender)
+    session, now, requester = work.session, pipeline.clock.now(), sender.email
     decision = decide_acknowledgement(
         facts,
-        acks_today=repo.count_recent_outbox(session, requester, "acknowledgement", now - timedelta(days=1)),
+        acks_today=repo.count_recent_outbox(
+            session, requester, "acknowledgement", now - timedelta(days=1)
+        ),
         limit=pipeline.config.guard.autoreply_limit,
         sender_bouncing=repo.contact_is_bouncing(session, requester),
     )
     if not decision.send:
         repo.add_event(session, "ack_suppressed", decision.reason, ticket_id=ticket.id)
         return
-    checklist = find_checklist_facts(parsed.new_text or parsed.full_text, (a.kind for a in parsed.attachments))
+    checklist = find_checklist_facts(
+        parsed.new_text or parsed.full_text, (a.kind for a in parsed.attachments)
+    )
+    missing = [str(item) for item in missing_items(checklist)]
     mail = compose.acknowledgement(
         pipeline.config,
         ticket_id=ticket.id,
         token=format_token(pipeline.config.token_prefix, ticket.id),
         subject=ticket.subject,
         language=ticket.language,
-        client=(parsed.sender.name, requester),
+        client=(sender.name, requester),
         attachments=parsed.attachments,
-        missing=[str(item) for item in missing_items(checklist)],
+        missing=missing,
         answering=parsed.message_id,
         references=parsed.references,
         now=now,
     )
-    queue_mail(session, ticket, mail, purpose="acknowledgement", recipient=requester, now=now, sender=pipeline.config.mailbox.address)
-    repo.add_event(session, "acknowledged", decision.reason, ticket_id=ticket.id,
-                   detail={"missing": [str(item) for item in missing_items(checklist)]})  # fmt: skip
+    queue_mail(
+        session,
+        ticket,
+        mail,
+        purpose="acknowledgement",
+        recipient=requester,
+        now=now,
+        sender=pipeline.config.mailbox.address,
+    )
+    repo.add_event(
+        session, "acknowledged", decision.reason, ticket_id=ticket.id, detail={"missing": missing}
+    )
 
 
 def queue_mail(
@@ -469,4 +516,11 @@ def queue_mail(
     return row
 
 
-STAGES: tuple[Stage, ...] = (stage_ledger, stage_parse, stage_guard, stage_thread, stage_store, stage_act)
+STAGES: tuple[Stage, ...] = (
+    stage_ledger,
+    stage_parse,
+    stage_guard,
+    stage_thread,
+    stage_store,
+    stage_act,
+)

@@ -30,7 +30,7 @@ def process_safely(pipeline: Pipeline, incoming: Incoming) -> IngestResult | Non
         return pipeline.quarantine(incoming, "database_error", type(error.orig).__name__)
     except PermanentError as error:
         return pipeline.quarantine(incoming, "permanent_error", str(error))
-    except Exception as error:  # noqa: BLE001 - the one catch-all: the worker loop
+    except Exception as error:
         log.exception("spool=%s processing failed", incoming.spool_id)
         return pipeline.quarantine(incoming, "processing_error", type(error).__name__)
 

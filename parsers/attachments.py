@@ -35,10 +35,14 @@ _OFFICE_ZIP = frozenset({"docx", "xlsx", "pptx", "odt", "ods", "odp"})
 _EXTENSIONS: dict[str, ArtifactKind] = {
     **dict.fromkeys(("dmp", "mdmp", "hprof", "core"), ArtifactKind.DUMP),
     **dict.fromkeys(("log", "evtx", "etl", "trace", "trc"), ArtifactKind.LOG),
-    **dict.fromkeys(("png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff", "heic"), ArtifactKind.SCREENSHOT),
-    **dict.fromkeys(("zip", "7z", "rar", "tar", "tgz", "gz", "bz2", "xz", "jar", "war"), ArtifactKind.ARCHIVE),
-    **dict.fromkeys(("conf", "cfg", "ini", "xml", "json", "yaml", "yml", "toml", "properties", "config", "reg"), ArtifactKind.CONFIG),
-    **dict.fromkeys(("pdf", "doc", "docx", "xls", "xlsx", "odt", "ods", "rtf", "ppt", "pptx", "csv", "html", "htm", "md"), ArtifactKind.DOCUMENT),
+    **dict.fromkeys(("png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff", "heic"),
+                    ArtifactKind.SCREENSHOT),
+    **dict.fromkeys(("zip", "7z", "rar", "tar", "tgz", "gz", "bz2", "xz", "jar", "war"),
+                    ArtifactKind.ARCHIVE),
+    **dict.fromkeys(("conf", "cfg", "ini", "xml", "json", "yaml", "yml", "toml", "properties",
+                     "config", "reg"), ArtifactKind.CONFIG),
+    **dict.fromkeys(("pdf", "doc", "docx", "xls", "xlsx", "odt", "ods", "rtf", "ppt", "pptx",
+                     "csv", "html", "htm", "md"), ArtifactKind.DOCUMENT),
 }  # fmt: skip
 
 
@@ -102,7 +106,9 @@ def classify_attachment(filename: str, content_type: str, head: bytes) -> Artifa
     sniffed = _sniff(head)
     if sniffed is ArtifactKind.ARCHIVE and extension in _OFFICE_ZIP:
         return ArtifactKind.DOCUMENT
-    if sniffed is not None and not (sniffed is ArtifactKind.SCREENSHOT and head[:2] == b"BM" and extension not in ("bmp", "")):
+    if sniffed is not None and not (
+        sniffed is ArtifactKind.SCREENSHOT and head[:2] == b"BM" and extension not in ("bmp", "")
+    ):
         return sniffed
     if extension in _EXTENSIONS:
         return _EXTENSIONS[extension]

@@ -15,7 +15,8 @@ _DAEMON_LOCALPARTS = frozenset({"mailer-daemon", "mailerdaemon", "postmaster", "
 _BULK_PRECEDENCE = frozenset({"bulk", "junk", "list"})
 _AUTOREPLY_SUBJECT = re.compile(
     r"^\s*(?:автоответ|автоматический ответ|automatic reply|auto(?:matic)?[- ]?reply|"
-    r"out of (?:the )?office|абонент временно недоступен|autosvar|abwesenheitsnotiz)(?:\s+autoreply)?\s*:",
+    r"out of (?:the )?office|абонент временно недоступен|autosvar|abwesenheitsnotiz)"
+    r"(?:\s+autoreply)?\s*:",
     re.IGNORECASE,
 )
 

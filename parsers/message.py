@@ -140,8 +140,8 @@ def _filename(part: Message) -> str | None:
     except (ValueError, LookupError, HeaderParseError):
         return None
     if name is None:
-        name = part.get_param("name")
-        name = name if isinstance(name, str) else None
+        param = part.get_param("name")
+        name = param if isinstance(param, str) else None
     return decode_header_value(name) if name else None
 
 
@@ -154,7 +154,10 @@ def _is_attachment(part: Message, filename: str | None) -> bool:
 def _store_attachment(part: Message, filename: str | None, collector: _BodyCollector) -> None:
     if part.get_content_type() == "message/rfc822":
         inner = part.get_payload(0)
-        payload: bytes | None = inner.as_bytes() if isinstance(inner, Message) else None
+        if not isinstance(inner, Message):
+            collector.defects.append("forwarded_message_undecodable")
+            return
+        payload: bytes | None = inner.as_bytes()
         filename = filename or f"{decode_header_value(str(inner.get('subject', 'message')))}.eml"
     else:
         decoded = part.get_payload(decode=True)
@@ -187,6 +190,8 @@ def _delivery_report(part: Message) -> DeliveryReport | None:
     recipients: list[str] = []
     action = status = ""
     for block in blocks:
+        if not isinstance(block, Message):
+            continue
         value = block.get("final-recipient") or block.get("original-recipient")
         address = str(value or "").rpartition(";")[2].strip().strip("<>").lower()
         if address and address not in recipients:
@@ -217,10 +222,16 @@ def _walk(part: Message, collector: _BodyCollector, *, want_text: bool, depth: i
 
 def _children(part: Message) -> list[Message]:
     payload = part.get_payload()
-    return [child for child in payload if isinstance(child, Message)] if isinstance(payload, list) else []
+    return (
+        [child for child in payload if isinstance(child, Message)]
+        if isinstance(payload, list)
+        else []
+    )
 
 
-def _walk_multipart(part: Message, collector: _BodyCollector, *, want_text: bool, depth: int) -> None:
+def _walk_multipart(
+    part: Message, collector: _BodyCollector, *, want_text: bool, depth: int
+) -> None:
     children = _children(part)
     subtype = part.get_content_subtype()
     if part.get_content_type() == "message/rfc822":
@@ -238,12 +249,18 @@ def _walk_multipart(part: Message, collector: _BodyCollector, *, want_text: bool
         _walk(child, collector, want_text=want_text, depth=depth + 1)
 
 
-def _walk_report(children: list[Message], collector: _BodyCollector, *, want_text: bool, depth: int) -> None:
+def _walk_report(
+    children: list[Message], collector: _BodyCollector, *, want_text: bool, depth: int
+) -> None:
     """A DSN: the human text and the machine fields; the returned original is ours, not data."""
     for child in children:
         if child.get_content_type() == "message/delivery-status":
             collector.report = _delivery_report(child)
-        elif want_text and child.get_content_maintype() in ("text", "multipart") and not collector.texts:
+        elif (
+            want_text
+            and child.get_content_maintype() in ("text", "multipart")
+            and not collector.texts
+        ):
             _walk(child, collector, want_text=True, depth=depth + 1)
 
 
@@ -260,7 +277,7 @@ def _headers(message: Message) -> tuple[dict[str, list[str]], tuple[tuple[str, s
     for name, value in message.raw_items():
         key = name.lower()
         if key in KEPT_HEADERS:
-            raw.setdefault(key, []).append(value if isinstance(value, str) else str(value))
+            raw.setdefault(key, []).append(str(value))
     decoded = tuple(
         (key, decode_header_value(value)) for key, values in raw.items() for value in values
     )

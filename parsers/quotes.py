@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 
 _SEPARATORS = re.compile(
-    r"^\s*(?:-{2,}\s*(?:original message|исходное сообщение|forwarded message|пересылаемое сообщение|"
+    r"^\s*(?:-{2,}\s*(?:original message|исходное сообщение|forwarded message|"
+    r"пересылаемое сообщение|"
     r"переслано|message d'origine)\s*-{2,}|_{20,}|-{20,})\s*$",
     re.IGNORECASE,
 )
@@ -22,10 +23,10 @@ _HEADER_LINE = re.compile(
 _ADDRESS = r"(?:<?[\w.+-]+@[\w.-]+>?)"
 _ATTRIBUTION = re.compile(
     r"^\s*(?:"
-    r"on\b.{0,200}\bwrote\s*:|"                                   # Gmail/Thunderbird/Apple EN
+    r"on\b.{0,200}\bwrote\s*:|"  # Gmail/Thunderbird/Apple EN
     r".{0,200}\b(?:пишет|написал(?:\(а\))?|написала|wrote)\s*:|"  # Thunderbird RU, Apple RU
-    r".{0,120}\d{1,2}:\d{2}.{0,120}" + _ADDRESS + r"\s*:|"        # Gmail RU, Yandex, Mail.ru
-    r".{0,120}\bот\s+.{0,120}" + _ADDRESS + r"\s*:"               # Mail.ru "... от Имя <x>:"
+    r".{0,120}\d{1,2}:\d{2}.{0,120}" + _ADDRESS + r"\s*:|"  # Gmail RU, Yandex, Mail.ru
+    r".{0,120}\bот\s+.{0,120}" + _ADDRESS + r"\s*:"  # Mail.ru "... от Имя <x>:"
     r")\s*$",
     re.IGNORECASE,
 )

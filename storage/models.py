@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -33,16 +33,18 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         del dialect
-        if value is None:
+        if not isinstance(value, datetime):
             return None
-        assert isinstance(value, datetime)
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
 
 
 class Counter(Base):
@@ -193,8 +195,10 @@ class OutboxMessage(Base):
     """Mail to send, written in the transaction that decided to send it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "state", "next_attempt_at"),
-                      Index("ix_outbox_recipient", "recipient", "purpose", "created_at"))  # fmt: skip
+    __table_args__ = (
+        Index("ix_outbox_pending", "state", "next_attempt_at"),
+        Index("ix_outbox_recipient", "recipient", "purpose", "created_at"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
     purpose: Mapped[str] = mapped_column(String(24))

@@ -91,7 +91,9 @@ def engineer_emails(session: Session) -> frozenset[str]:
 
 
 def inbound_by_spool_id(session: Session, spool_id: str) -> InboundMessage | None:
-    return session.scalars(select(InboundMessage).where(InboundMessage.spool_id == spool_id)).first()
+    return session.scalars(
+        select(InboundMessage).where(InboundMessage.spool_id == spool_id)
+    ).first()
 
 
 def first_inbound_by_dedup_key(session: Session, dedup_key: str) -> InboundMessage | None:
@@ -160,7 +162,9 @@ def artifact_row(session: Session, sha256: str, size: int) -> Artifact:
     return found
 
 
-def add_attachments(session: Session, message: Message, attachments: Iterable[AttachmentInfo]) -> None:
+def add_attachments(
+    session: Session, message: Message, attachments: Iterable[AttachmentInfo]
+) -> None:
     for info in attachments:
         artifact = artifact_row(session, info.sha256, info.size)
         session.add(
@@ -198,13 +202,16 @@ def add_event(
 
 
 def count_recent_outbox(session: Session, recipient: str, purpose: str, since: datetime) -> int:
-    return session.scalar(
-        select(func.count(OutboxMessage.id)).where(
-            OutboxMessage.recipient == recipient,
-            OutboxMessage.purpose == purpose,
-            OutboxMessage.created_at >= since,
+    return (
+        session.scalar(
+            select(func.count(OutboxMessage.id)).where(
+                OutboxMessage.recipient == recipient,
+                OutboxMessage.purpose == purpose,
+                OutboxMessage.created_at >= since,
+            )
         )
-    ) or 0
+        or 0
+    )
 
 
 def mark_contacts_bouncing(session: Session, emails: Iterable[str]) -> list[str]:

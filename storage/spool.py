@@ -59,7 +59,9 @@ class Spool:
         return spool_id
 
     def pending(self) -> list[str]:
-        return sorted(entry.name[:-4] for entry in os.scandir(self.new) if entry.name.endswith(".eml"))
+        return sorted(
+            entry.name[:-4] for entry in os.scandir(self.new) if entry.name.endswith(".eml")
+        )
 
     def read(self, spool_id: str) -> SpoolEntry:
         raw = (self.new / f"{spool_id}.eml").read_bytes()

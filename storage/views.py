@@ -30,11 +30,17 @@ def ticket_summary(ticket: Ticket, token: str, message_count: int) -> dict[str, 
     }
 
 
-def list_tickets(session: Session, prefix: str, *, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+def list_tickets(
+    session: Session, prefix: str, *, status: str | None = None, limit: int = 200
+) -> list[dict[str, Any]]:
     counts = dict(
-        session.execute(select(Message.ticket_id, func.count(Message.id)).group_by(Message.ticket_id)).tuples()
+        session.execute(
+            select(Message.ticket_id, func.count(Message.id)).group_by(Message.ticket_id)
+        ).tuples()
     )
-    query = select(Ticket).options(selectinload(Ticket.organization), selectinload(Ticket.requester))
+    query = select(Ticket).options(
+        selectinload(Ticket.organization), selectinload(Ticket.requester)
+    )
     if status:
         query = query.where(Ticket.status == status)
     tickets = session.scalars(query.order_by(Ticket.id.desc()).limit(limit))

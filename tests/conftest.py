@@ -21,7 +21,9 @@ from maild.config import Config, load_config
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "mail"
 SHARED = ROOT.parent / "shared"
-PG_ADMIN_URL = os.environ.get("MAILD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "MAILD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def _postgres_reason() -> str | None:
@@ -31,7 +33,8 @@ def _postgres_reason() -> str | None:
         with socket.create_connection((url.host or "127.0.0.1", url.port or 5432), timeout=2):
             pass
     except OSError as error:
-        return f"no PostgreSQL reachable at {url.host}:{url.port} ({error.strerror}); set MAILD_TEST_PG_URL"
+        where = f"{url.host}:{url.port}"
+        return f"no PostgreSQL reachable at {where} ({error.strerror}); set MAILD_TEST_PG_URL"
     return None
 
 
@@ -72,7 +75,14 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'maild.db'}"
 
 
-def write_config(folder: Path, db_url: str, extra: str = "", *, smtp_port: int | None = None) -> Path:
+def write_config(
+    folder: Path,
+    db_url: str,
+    extra: str = "",
+    *,
+    smtp_port: int | None = None,
+    transport: str = "maildir:outbox",
+) -> Path:
     """A complete config file in `folder`, paths relative to it, as an admin would write."""
     smtp = (
         f'[inbound.smtp]\nlisten = "127.0.0.1:{smtp_port}"\n'
@@ -93,8 +103,9 @@ def write_config(folder: Path, db_url: str, extra: str = "", *, smtp_port: int |
         [spool]
         path = "spool"
         [outbound]
-        transport = "maildir:outbox"
+        transport = "{transport}"
         from = "SIS Support <info@sis.ru>"
+        retry_seconds = 1
         [[engineers]]
         email = "ivanov@sis.ru"
         name = "Иван Иванов"

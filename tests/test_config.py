@@ -17,11 +17,12 @@ def test_example_config_loads_with_paths_relative_to_its_folder():
     config = load_config(EXAMPLE)
     assert config.mailbox.address == "info@sis.ru"
     assert config.mailbox.comment_address == "info+comment@sis.ru"
-    assert config.token_prefix == "SIS"
+    assert config.token_prefix == "SIS"  # noqa: S105 - a subject token, not a password
     assert config.artifacts.path == EXAMPLE.parent / "../var/artifacts"
     assert config.database.url == f"sqlite:///{EXAMPLE.parent / '../var/maild.db'}"
     assert config.outbound.transport == f"maildir:{EXAMPLE.parent / '../var/outbox'}"
-    assert config.smtp is not None and (config.smtp.host, config.smtp.port) == ("127.0.0.1", 2525)
+    assert config.smtp is not None
+    assert (config.smtp.host, config.smtp.port) == ("127.0.0.1", 2525)
     assert [e.email for e in config.engineers] == ["ivanov@sis.ru", "petrova@sis.ru"]
 
 
@@ -43,16 +44,25 @@ def test_environment_variable_names_the_file(monkeypatch):
     ("toml", "message"),
     [
         ("[mailbox]\naddres = 'x@y.ru'\n", "mailbox.addres: unknown key"),
-        ("[mailbox]\naddress = 'not-an-email'\n", "mailbox.address: 'not-an-email' is not an email address"),
+        (
+            "[mailbox]\naddress = 'not-an-email'\n",
+            "mailbox.address: 'not-an-email' is not an email address",
+        ),
         ("[tokens]\nprefix = '#1'\n", "tokens.prefix: expected 1-16 letters"),
-        ("[outbound]\ntransport = 'ftp://x'\n", "outbound.transport: expected maildir:PATH or smtp://host:port"),
+        (
+            "[outbound]\ntransport = 'ftp://x'\n",
+            "outbound.transport: expected maildir:PATH or smtp://host:port",
+        ),
         ("[inbound.smtp]\nlisten = '127.0.0.1'\n", "inbound.smtp.listen: expected HOST:PORT"),
         ("[inbound.pop3]\nhost = 'x'\n", "inbound.pop3: unknown section"),
         ("[guard]\nautoreply_limit = -1\n", "guard.autoreply_limit: expected an integer >= 0"),
         ("[tickets]\nlanguage = 'de'\n", "tickets.language: expected one of ru, en"),
         ("[[engineers]]\nname = 'No Mail'\n", "engineers[0].email: required key is missing"),
         ("[[engineers]]\nemail = 'a@sis.ru'\nrole = 'x'\n", "engineers[0].role: unknown key"),
-        ("[security]\ntrusted_relays = ['10.0.0.0/8', 'bad host!']\n", "security.trusted_relays: 'bad host!'"),
+        (
+            "[security]\ntrusted_relays = ['10.0.0.0/8', 'bad host!']\n",
+            "security.trusted_relays: 'bad host!'",
+        ),
         ("[mailbox\n", "config file"),
         ("colour = 1\n", "colour: unknown section"),
     ],
@@ -60,7 +70,9 @@ def test_environment_variable_names_the_file(monkeypatch):
 def test_bad_config_is_refused_with_the_key_named(tmp_path, toml, message):
     path = tmp_path / "maild.toml"
     path.write_text(toml)
-    with pytest.raises(ConfigError, match="^" + message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+    with pytest.raises(
+        ConfigError, match="^" + message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
+    ):
         load_config(path)
 
 

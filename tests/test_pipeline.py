@@ -27,7 +27,11 @@ def outbox(app) -> list[OutboxMessage]:
 
 def test_new_request_opens_ticket_and_queues_acknowledgement(app):
     result = ingest(app, build_mail(message_id="<req-1@stroymontazh.ru>"))
-    assert (result.action, result.ticket, result.reason) == (IngestAction.NEW_TICKET, 1, "no_thread_match")
+    assert (result.action, result.ticket, result.reason) == (
+        IngestAction.NEW_TICKET,
+        1,
+        "no_thread_match",
+    )
     [row] = outbox(app)
     ack = email.message_from_bytes(row.raw)
     assert row.recipient == "sidorov@stroymontazh.ru"
@@ -40,45 +44,80 @@ def test_new_request_opens_ticket_and_queues_acknowledgement(app):
 
 def test_tickets_are_numbered_in_order(app):
     numbers = [
-        ingest(app, build_mail(subject=f"Вопрос {n}", message_id=f"<q{n}@x.ru>")).ticket for n in range(5)
+        ingest(app, build_mail(subject=f"Вопрос {n}", message_id=f"<q{n}@x.ru>")).ticket
+        for n in range(5)
     ]
     assert numbers == [1, 2, 3, 4, 5]
 
 
 def test_reply_with_token_joins_ticket(app):
     ingest(app, build_mail(message_id="<a@stroymontazh.ru>"))
-    reply = build_mail(subject="RE: [SIS #1] Не открывается отчёт", body="Прикладываю лог.", message_id="<b@stroymontazh.ru>")
+    reply = build_mail(
+        subject="RE: [SIS #1] Не открывается отчёт",
+        body="Прикладываю лог.",
+        message_id="<b@stroymontazh.ru>",
+    )
     result = ingest(app, reply)
-    assert (result.action, result.ticket, result.reason) == (IngestAction.FOLLOW_UP, 1, "token_match")
+    assert (result.action, result.ticket, result.reason) == (
+        IngestAction.FOLLOW_UP,
+        1,
+        "token_match",
+    )
     assert len(outbox(app)) == 1  # follow-ups are not acknowledged again
 
 
 def test_reply_by_in_reply_to_our_acknowledgement_joins_ticket(app):
     ingest(app, build_mail(message_id="<a@stroymontazh.ru>"))
     ack_id = email.message_from_bytes(outbox(app)[0].raw)["Message-ID"]
-    reply = build_mail(subject="Re: без метки", message_id="<c@stroymontazh.ru>", in_reply_to=ack_id)
+    reply = build_mail(
+        subject="Re: без метки", message_id="<c@stroymontazh.ru>", in_reply_to=ack_id
+    )
     result = ingest(app, reply)
-    assert (result.action, result.ticket, result.reason) == (IngestAction.FOLLOW_UP, 1, "in_reply_to_match")
+    assert (result.action, result.ticket, result.reason) == (
+        IngestAction.FOLLOW_UP,
+        1,
+        "in_reply_to_match",
+    )
 
 
 def test_reply_by_references_joins_ticket(app):
     ingest(app, build_mail(message_id="<a@stroymontazh.ru>"))
-    reply = build_mail(subject="Другая тема", message_id="<d@stroymontazh.ru>", references="<zzz@x> <a@stroymontazh.ru>")
+    reply = build_mail(
+        subject="Другая тема",
+        message_id="<d@stroymontazh.ru>",
+        references="<zzz@x> <a@stroymontazh.ru>",
+    )
     result = ingest(app, reply)
-    assert (result.action, result.ticket, result.reason) == (IngestAction.FOLLOW_UP, 1, "references_match")
+    assert (result.action, result.ticket, result.reason) == (
+        IngestAction.FOLLOW_UP,
+        1,
+        "references_match",
+    )
 
 
 def test_colleague_from_same_organisation_may_join(app):
     ingest(app, build_mail(message_id="<a@stroymontazh.ru>"))
-    colleague = build_mail(sender="boss@stroymontazh.ru", subject="Re: [SIS #1] срочно", message_id="<e@stroymontazh.ru>")
+    colleague = build_mail(
+        sender="boss@stroymontazh.ru",
+        subject="Re: [SIS #1] срочно",
+        message_id="<e@stroymontazh.ru>",
+    )
     assert ingest(app, colleague).action is IngestAction.FOLLOW_UP
 
 
 def test_stranger_copying_token_opens_own_ticket_with_security_event(app):
     ingest(app, build_mail(message_id="<a@stroymontazh.ru>"))
-    hijack = build_mail(sender="evil@attacker.example", subject="Re: [SIS #1] дайте логи", message_id="<h@attacker.example>")
+    hijack = build_mail(
+        sender="evil@attacker.example",
+        subject="Re: [SIS #1] дайте логи",
+        message_id="<h@attacker.example>",
+    )
     result = ingest(app, hijack)
-    assert (result.action, result.ticket, result.reason) == (IngestAction.NEW_TICKET, 2, "token_sender_not_participant")
+    assert (result.action, result.ticket, result.reason) == (
+        IngestAction.NEW_TICKET,
+        2,
+        "token_sender_not_participant",
+    )
     with app.sessions() as session:
         kinds = session.scalars(select(Event.reason).where(Event.kind == "security")).all()
         members = session.scalars(select(Participant.email).where(Participant.ticket_id == 1)).all()
@@ -93,11 +132,20 @@ def test_public_mail_domain_is_not_an_organisation(app):
 
 
 def test_cc_of_participant_becomes_participant_and_may_reply(app):
-    ingest(app, build_mail(message_id="<a@stroymontazh.ru>", cc="partner@integrator.example, info+comment@sis.ru"))
+    ingest(
+        app,
+        build_mail(
+            message_id="<a@stroymontazh.ru>", cc="partner@integrator.example, info+comment@sis.ru"
+        ),
+    )
     with app.sessions() as session:
         members = set(session.scalars(select(Participant.email).where(Participant.ticket_id == 1)))
     assert members == {"sidorov@stroymontazh.ru", "partner@integrator.example"}
-    reply = build_mail(sender="partner@integrator.example", subject="RE: [SIS #1]", message_id="<p@integrator.example>")
+    reply = build_mail(
+        sender="partner@integrator.example",
+        subject="RE: [SIS #1]",
+        message_id="<p@integrator.example>",
+    )
     assert ingest(app, reply).action is IngestAction.FOLLOW_UP
 
 
@@ -106,7 +154,11 @@ def test_same_message_twice_is_duplicate(app):
     assert ingest(app, raw).action is IngestAction.NEW_TICKET
     relayed = b"Received: from mx2.sis.ru by mx.sis.ru; Tue, 3 Mar 2026 10:16:00 +0000\r\n" + raw
     second = ingest(app, relayed)
-    assert (second.action, second.ticket, second.reason) == (IngestAction.DUPLICATE, 1, "same_message_already_received")
+    assert (second.action, second.ticket, second.reason) == (
+        IngestAction.DUPLICATE,
+        1,
+        "same_message_already_received",
+    )
     assert len(outbox(app)) == 1
 
 
@@ -122,20 +174,37 @@ def test_replay_of_same_spool_entry_changes_nothing(app):
 
 def test_autoreply_to_ticket_is_stored_internal_and_not_answered(app):
     ingest(app, build_mail(message_id="<a@stroymontazh.ru>"))
-    oof = build_mail(subject="Автоответ: [SIS #1] Не открывается отчёт", body="Я в отпуске до 10 марта.",
-                     headers={"Auto-Submitted": "auto-replied"}, message_id="<oof@stroymontazh.ru>")  # fmt: skip
+    oof = build_mail(
+        subject="Автоответ: [SIS #1] Не открывается отчёт",
+        body="Я в отпуске до 10 марта.",
+        headers={"Auto-Submitted": "auto-replied"},
+        message_id="<oof@stroymontazh.ru>",
+    )
     result = ingest(app, oof)
-    assert (result.action, result.ticket, result.reason) == (IngestAction.IGNORED, 1, "auto_submitted")
+    assert (result.action, result.ticket, result.reason) == (
+        IngestAction.IGNORED,
+        1,
+        "auto_submitted",
+    )
     with app.sessions() as session:
-        stored = session.scalars(select(Message).where(Message.message_id == "oof@stroymontazh.ru")).one()
+        stored = session.scalars(
+            select(Message).where(Message.message_id == "oof@stroymontazh.ru")
+        ).one()
     assert stored.visibility == "internal"
     assert len(outbox(app)) == 1
 
 
 def test_bulk_mail_opens_no_ticket(app):
-    raw = build_mail(sender="news@vendor.example", headers={"Precedence": "bulk", "List-Unsubscribe": "<mailto:u@vendor.example>"})
+    raw = build_mail(
+        sender="news@vendor.example",
+        headers={"Precedence": "bulk", "List-Unsubscribe": "<mailto:u@vendor.example>"},
+    )
     result = ingest(app, raw)
-    assert (result.action, result.ticket, result.reason) == (IngestAction.IGNORED, None, "precedence_bulk")
+    assert (result.action, result.ticket, result.reason) == (
+        IngestAction.IGNORED,
+        None,
+        "precedence_bulk",
+    )
     assert outbox(app) == []
 
 
@@ -149,11 +218,16 @@ def test_our_own_mail_coming_back_is_ignored(app):
 
 def test_acknowledgements_are_rate_limited_per_sender(make_app):
     app = make_app("[guard]\nautoreply_limit = 2\n")
-    results = [ingest(app, build_mail(subject=f"Тема {n}", message_id=f"<flood{n}@x.ru>")) for n in range(4)]
+    results = [
+        ingest(app, build_mail(subject=f"Тема {n}", message_id=f"<flood{n}@x.ru>"))
+        for n in range(4)
+    ]
     assert [r.action for r in results] == [IngestAction.NEW_TICKET] * 4
     assert len(outbox(app)) == 2
     with app.sessions() as session:
-        suppressed = session.scalars(select(Event.reason).where(Event.kind == "ack_suppressed")).all()
+        suppressed = session.scalars(
+            select(Event.reason).where(Event.kind == "ack_suppressed")
+        ).all()
     assert suppressed == ["ack_rate_limited", "ack_rate_limited"]
 
 
@@ -164,14 +238,22 @@ def test_closed_ticket_reopens_within_window_and_links_after(app, clock):
         ticket.status, ticket.closed_at = "closed", clock.now()
     clock.current += timedelta(days=3)
     result = ingest(app, build_mail(subject="Re: [SIS #1] снова", message_id="<b@stroymontazh.ru>"))
-    assert (result.action, result.ticket, result.reason) == (IngestAction.FOLLOW_UP, 1, "token_match_reopened")
+    assert (result.action, result.ticket, result.reason) == (
+        IngestAction.FOLLOW_UP,
+        1,
+        "token_match_reopened",
+    )
     with app.sessions.begin() as session:
         ticket = session.get(Ticket, 1)
         assert ticket.status == "open"
         ticket.status, ticket.closed_at = "closed", clock.now()
     clock.current += timedelta(days=30)
     late = ingest(app, build_mail(subject="Re: [SIS #1] опять", message_id="<c@stroymontazh.ru>"))
-    assert (late.action, late.ticket, late.reason) == (IngestAction.NEW_TICKET, 2, "token_match_closed_too_long")
+    assert (late.action, late.ticket, late.reason) == (
+        IngestAction.NEW_TICKET,
+        2,
+        "token_match_closed_too_long",
+    )
     with app.sessions() as session:
         assert session.get(Ticket, 2).linked_ticket_id == 1
 
@@ -187,12 +269,24 @@ def test_message_without_sender_is_quarantined(app):
 
 def test_attachments_are_stored_once_with_kind_and_hash(app):
     log_bytes = b"2026-03-03 10:00:01 ERROR report failed\n" * 50
-    raw = build_mail(attachments=[("cubisio.log", log_bytes, "text/plain"), ("same.log", log_bytes, "text/plain")])
+    raw = build_mail(
+        attachments=[
+            ("cubisio.log", log_bytes, "text/plain"),
+            ("same.log", log_bytes, "text/plain"),
+        ]
+    )
     result = ingest(app, raw)
     with app.sessions() as session:
-        message = session.scalars(select(Message).where(Message.ticket_id == result.ticket, Message.direction == "in")).one()
-        stored = [(a.filename, a.kind, a.artifact.size, a.artifact.sha256) for a in message.attachments]
-    assert [row[:3] for row in stored] == [("cubisio.log", "log", len(log_bytes)), ("same.log", "log", len(log_bytes))]
+        message = session.scalars(
+            select(Message).where(Message.ticket_id == result.ticket, Message.direction == "in")
+        ).one()
+        stored = [
+            (a.filename, a.kind, a.artifact.size, a.artifact.sha256) for a in message.attachments
+        ]
+    assert [row[:3] for row in stored] == [
+        ("cubisio.log", "log", len(log_bytes)),
+        ("same.log", "log", len(log_bytes)),
+    ]
     assert stored[0][3] == stored[1][3]
     assert app.artifacts.read(stored[0][3]) == log_bytes
 
@@ -207,6 +301,13 @@ def test_acknowledgement_names_missing_checklist_items(app):
 
 
 def test_english_request_gets_english_acknowledgement(app):
-    ingest(app, build_mail(sender="john.smith@acme-corp.com", subject="Report fails", body="Hello, Cubisio 3.2 crashes."))
+    ingest(
+        app,
+        build_mail(
+            sender="john.smith@acme-corp.com",
+            subject="Report fails",
+            body="Hello, Cubisio 3.2 crashes.",
+        ),
+    )
     body = email.message_from_bytes(outbox(app)[0].raw).get_payload(decode=True).decode()
     assert "Your request has been registered" in body

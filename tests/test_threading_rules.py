@@ -18,41 +18,139 @@ from threading_rules.token import find_ticket_numbers, strip_tokens
 NOW = datetime(2026, 3, 3, 12, 0, tzinfo=UTC)
 OPEN = TicketView(1, "open", None, frozenset({"client@firm.ru"}), "firm.ru")
 PRIVATE = TicketView(2, "open", None, frozenset({"user@mail.ru"}), None)
-CLOSED_RECENTLY = TicketView(3, "closed", NOW - timedelta(days=2), frozenset({"client@firm.ru"}), "firm.ru")
-CLOSED_LONG_AGO = TicketView(4, "closed", NOW - timedelta(days=40), frozenset({"client@firm.ru"}), "firm.ru")
+CLOSED_RECENTLY = TicketView(
+    3, "closed", NOW - timedelta(days=2), frozenset({"client@firm.ru"}), "firm.ru"
+)
+CLOSED_LONG_AGO = TicketView(
+    4, "closed", NOW - timedelta(days=40), frozenset({"client@firm.ru"}), "firm.ru"
+)
 TICKETS = {t.id: t for t in (OPEN, PRIVATE, CLOSED_RECENTLY, CLOSED_LONG_AGO)}
 KNOWN = {"ack1@sis.ru": 1, "ack2@sis.ru": 2, "old@firm.ru": 4}
 
 
 def facts(sender="client@firm.ru", tokens=(), in_reply_to=(), references=()):
-    return ThreadFacts(sender, sender.rpartition("@")[2], tuple(tokens), tuple(in_reply_to), tuple(references))
+    return ThreadFacts(
+        sender, sender.rpartition("@")[2], tuple(tokens), tuple(in_reply_to), tuple(references)
+    )
 
 
 CTX = ThreadContext(tickets=TICKETS, known_message_ids=KNOWN, now=NOW, reopen_days=14)
 
 CASES = [
     ("token of own ticket", facts(tokens=[1]), ThreadAction.FOLLOW_UP, 1, "token_match"),
-    ("colleague from organisation", facts(sender="boss@firm.ru", tokens=[1]), ThreadAction.FOLLOW_UP, 1, "token_match"),
-    ("stranger with token", facts(sender="x@evil.example", tokens=[1]), ThreadAction.NEW_TICKET, None, "token_sender_not_participant"),
-    ("same public domain is no organisation", facts(sender="other@mail.ru", tokens=[2]), ThreadAction.NEW_TICKET, None, "token_sender_not_participant"),
-    ("look-alike domain", facts(sender="client@flrm.ru", tokens=[1]), ThreadAction.NEW_TICKET, None, "token_sender_not_participant"),
-    ("subdomain is not the organisation", facts(sender="a@evil.firm.ru.example", tokens=[1]), ThreadAction.NEW_TICKET, None, "token_sender_not_participant"),
-    ("unknown ticket number", facts(tokens=[999]), ThreadAction.NEW_TICKET, None, "token_unknown_ticket"),
-    ("in-reply-to our ack", facts(in_reply_to=["ack1@sis.ru"]), ThreadAction.FOLLOW_UP, 1, "in_reply_to_match"),
-    ("in-reply-to from stranger", facts(sender="x@evil.example", in_reply_to=["ack1@sis.ru"]), ThreadAction.NEW_TICKET, None, "in_reply_to_match_sender_not_participant"),
-    ("references last match wins", facts(references=["nope@x", "ack1@sis.ru"]), ThreadAction.FOLLOW_UP, 1, "references_match"),
-    ("unknown references", facts(references=["nope@x"]), ThreadAction.NEW_TICKET, None, "no_thread_match"),
+    (
+        "colleague from organisation",
+        facts(sender="boss@firm.ru", tokens=[1]),
+        ThreadAction.FOLLOW_UP,
+        1,
+        "token_match",
+    ),
+    (
+        "stranger with token",
+        facts(sender="x@evil.example", tokens=[1]),
+        ThreadAction.NEW_TICKET,
+        None,
+        "token_sender_not_participant",
+    ),
+    (
+        "same public domain is no organisation",
+        facts(sender="other@mail.ru", tokens=[2]),
+        ThreadAction.NEW_TICKET,
+        None,
+        "token_sender_not_participant",
+    ),
+    (
+        "look-alike domain",
+        facts(sender="client@flrm.ru", tokens=[1]),
+        ThreadAction.NEW_TICKET,
+        None,
+        "token_sender_not_participant",
+    ),
+    (
+        "subdomain is not the organisation",
+        facts(sender="a@evil.firm.ru.example", tokens=[1]),
+        ThreadAction.NEW_TICKET,
+        None,
+        "token_sender_not_participant",
+    ),
+    (
+        "unknown ticket number",
+        facts(tokens=[999]),
+        ThreadAction.NEW_TICKET,
+        None,
+        "token_unknown_ticket",
+    ),
+    (
+        "in-reply-to our ack",
+        facts(in_reply_to=["ack1@sis.ru"]),
+        ThreadAction.FOLLOW_UP,
+        1,
+        "in_reply_to_match",
+    ),
+    (
+        "in-reply-to from stranger",
+        facts(sender="x@evil.example", in_reply_to=["ack1@sis.ru"]),
+        ThreadAction.NEW_TICKET,
+        None,
+        "in_reply_to_match_sender_not_participant",
+    ),
+    (
+        "references last match wins",
+        facts(references=["nope@x", "ack1@sis.ru"]),
+        ThreadAction.FOLLOW_UP,
+        1,
+        "references_match",
+    ),
+    (
+        "unknown references",
+        facts(references=["nope@x"]),
+        ThreadAction.NEW_TICKET,
+        None,
+        "no_thread_match",
+    ),
     ("nothing at all", facts(), ThreadAction.NEW_TICKET, None, "no_thread_match"),
-    ("token beats references", facts(tokens=[1], references=["ack2@sis.ru"]), ThreadAction.FOLLOW_UP, 1, "token_match"),
-    ("unknown token falls back to in-reply-to", facts(tokens=[999], in_reply_to=["ack1@sis.ru"]), ThreadAction.FOLLOW_UP, 1, "in_reply_to_match"),
+    (
+        "token beats references",
+        facts(tokens=[1], references=["ack2@sis.ru"]),
+        ThreadAction.FOLLOW_UP,
+        1,
+        "token_match",
+    ),
+    (
+        "unknown token falls back to in-reply-to",
+        facts(tokens=[999], in_reply_to=["ack1@sis.ru"]),
+        ThreadAction.FOLLOW_UP,
+        1,
+        "in_reply_to_match",
+    ),
     ("closed recently reopens", facts(tokens=[3]), ThreadAction.REOPEN, 3, "token_match_reopened"),
-    ("closed long ago links new", facts(tokens=[4]), ThreadAction.NEW_TICKET, None, "token_match_closed_too_long"),
-    ("reference to long-closed links new", facts(in_reply_to=["old@firm.ru"]), ThreadAction.NEW_TICKET, None, "in_reply_to_match_closed_too_long"),
-    ("two tokens, first foreign second own", facts(sender="user@mail.ru", tokens=[1, 2]), ThreadAction.FOLLOW_UP, 2, "token_match"),
+    (
+        "closed long ago links new",
+        facts(tokens=[4]),
+        ThreadAction.NEW_TICKET,
+        None,
+        "token_match_closed_too_long",
+    ),
+    (
+        "reference to long-closed links new",
+        facts(in_reply_to=["old@firm.ru"]),
+        ThreadAction.NEW_TICKET,
+        None,
+        "in_reply_to_match_closed_too_long",
+    ),
+    (
+        "two tokens, first foreign second own",
+        facts(sender="user@mail.ru", tokens=[1, 2]),
+        ThreadAction.FOLLOW_UP,
+        2,
+        "token_match",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "message", "action", "ticket", "reason"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "message", "action", "ticket", "reason"), CASES, ids=[c[0] for c in CASES]
+)
 def test_decide_thread(name, message, action, ticket, reason):
     decision = decide_thread(message, CTX)
     assert (decision.action, decision.ticket, decision.reason) == (action, ticket, reason)
@@ -63,7 +161,10 @@ def test_closed_too_long_links_old_ticket():
 
 
 def test_refusal_records_security_reason():
-    assert decide_thread(facts(sender="x@evil.example", tokens=[1]), CTX).security_reason == "token_sender_not_participant"
+    assert (
+        decide_thread(facts(sender="x@evil.example", tokens=[1]), CTX).security_reason
+        == "token_sender_not_participant"
+    )
 
 
 @pytest.mark.parametrize(

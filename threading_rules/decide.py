@@ -62,7 +62,9 @@ def is_allowed(facts: ThreadFacts, ticket: TicketView) -> bool:
     """A sender joins a ticket as a participant or as a colleague from its organisation."""
     if facts.sender in ticket.participants:
         return True
-    return ticket.organization_domain is not None and facts.sender_domain == ticket.organization_domain
+    return (
+        ticket.organization_domain is not None and facts.sender_domain == ticket.organization_domain
+    )
 
 
 def _join(ticket: TicketView, reason: str, ctx: ThreadContext) -> ThreadDecision:
@@ -93,7 +95,9 @@ def rule_token(facts: ThreadFacts, ctx: ThreadContext) -> ThreadDecision | None:
     return None
 
 
-def _rule_ids(ids: tuple[str, ...], reason: str) -> Callable[[ThreadFacts, ThreadContext], ThreadDecision | None]:
+def _rule_ids(
+    ids: tuple[str, ...], reason: str
+) -> Callable[[ThreadFacts, ThreadContext], ThreadDecision | None]:
     def rule(facts: ThreadFacts, ctx: ThreadContext) -> ThreadDecision | None:
         refused = False
         for message_id in ids:

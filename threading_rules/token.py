@@ -8,9 +8,7 @@ from functools import lru_cache
 
 @lru_cache(maxsize=8)
 def _token_pattern(prefix: str) -> re.Pattern[str]:
-    return re.compile(
-        r"\[\s*" + re.escape(prefix) + r"\s*[#＃№]?\s*(\d{1,9})\s*\]", re.IGNORECASE
-    )
+    return re.compile(r"\[\s*" + re.escape(prefix) + r"\s*[#＃№]?\s*(\d{1,9})\s*\]", re.IGNORECASE)
 
 
 def format_token(prefix: str, ticket_id: int) -> str:

@@ -34,12 +34,14 @@ def is_served_address(address: str, served: frozenset[str]) -> bool:
 class SpoolHandler:
     """aiosmtpd handler: RCPT checks the address, DATA spools the bytes and then says 250."""
 
-    def __init__(self, spool: Spool, served: frozenset[str], on_spooled: Callable[[], None]) -> None:
+    def __init__(
+        self, spool: Spool, served: frozenset[str], on_spooled: Callable[[], None]
+    ) -> None:
         self.spool = spool
         self.served = served
         self.on_spooled = on_spooled
 
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+    async def handle_RCPT(
         self, server: SMTP, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
         del server, session, rcpt_options
@@ -48,7 +50,7 @@ class SpoolHandler:
         envelope.rcpt_tos.append(address)
         return OK_RECIPIENT
 
-    async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
         raw = envelope.original_content or envelope.content
         meta = SpoolMeta(
             source="lmtp" if isinstance(server, LMTP) else "smtp",
@@ -58,9 +60,11 @@ class SpoolHandler:
             peer=str(session.peer[0]) if session.peer else "",
         )
         try:
-            spool_id = await asyncio.get_running_loop().run_in_executor(None, self.spool.put, raw, meta)
+            spool_id = await asyncio.get_running_loop().run_in_executor(
+                None, self.spool.put, raw, meta
+            )
         except OSError as error:
-            log.error("spool write failed, answering 451: %s", error.strerror)
+            log.exception("spool write failed, answering 451: %s", error.strerror)
             return TEMPORARY_FAILURE
         self.on_spooled()
         log.debug("spooled %s from %s", spool_id, meta.peer)
