@@ -94,7 +94,7 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
                 continue
             tally[str(result.action)] += 1
             if args.json:
-                _print_json(result.as_json())
+                _print_json(result.as_json(item.source))
     if not args.no_deliver:
         delivered = app.deliver_outbox()
         tally["mail_sent"] = delivered.sent

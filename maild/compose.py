@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, formataddr, parseaddr
+from email.policy import SMTP, SMTPUTF8
+from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 from typing import Any
 
@@ -116,10 +116,12 @@ def build_mail(
     auto_submitted: str,
 ) -> EmailMessage:
     """Headers every maild message carries (SPEC: Auto-Submitted, token, own id, references)."""
-    mail = EmailMessage(policy=SMTP)
+    # An internationalised address (RFC 6531, jdöe@mächine.example) needs SMTPUTF8 headers.
+    international = not all(address.isascii() for _, address in to)
+    mail = EmailMessage(policy=SMTPUTF8 if international else SMTP)
     from_name, from_address = parseaddr(config.outbound.from_header)
     mail["From"] = HeaderAddress(display_name=from_name, addr_spec=from_address)
-    mail["To"] = ", ".join(formataddr((name, address)) for name, address in to)
+    mail["To"] = ", ".join(_mailbox(name, address) for name, address in to)
     mail["Reply-To"] = config.mailbox.address
     mail["Subject"] = subject
     mail["Date"] = format_datetime(now)
@@ -134,6 +136,14 @@ def build_mail(
     mail["X-Maild-Loop"] = loop_marker(config)
     mail.set_content(text, charset="utf-8", cte="quoted-printable")
     return mail
+
+
+def _mailbox(name: str, address: str) -> str:
+    """A To entry; the header policy encodes the name (and leaves an RFC 6531 address as is)."""
+    if address.isascii():
+        return str(HeaderAddress(display_name=name, addr_spec=address))
+    quoted = name.replace("\\", "").replace('"', "")
+    return f'"{quoted}" <{address}>' if quoted else address
 
 
 def loop_marker(config: Config) -> str:

@@ -35,6 +35,7 @@ _RULES: tuple[tuple[str, Callable[[MessageFacts, str], bool]], ...] = (
     ("precedence_bulk", lambda facts, _: facts.precedence is not None),
     ("list_message", lambda facts, _: facts.is_list),
     ("empty_return_path", lambda facts, _: facts.has_empty_return_path),
+    ("bounce_subject", lambda facts, _: facts.has_bounce_subject),
     ("autoreply_subject", lambda facts, _: facts.has_autoreply_subject),
 )
 

@@ -71,7 +71,8 @@ class SmtpTransport:
                     "::1",
                 ):
                     client.starttls()
-                refused = client.sendmail(envelope_from, recipients, raw)
+                options = [] if all(r.isascii() for r in recipients) else ["SMTPUTF8"]
+                refused = client.sendmail(envelope_from, recipients, raw, mail_options=options)
         except smtplib.SMTPRecipientsRefused as error:
             raise _classify_refusal(error.recipients) from error
         except smtplib.SMTPResponseException as error:

@@ -63,8 +63,10 @@ class IngestResult:
     ticket: int | None
     reason: str
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, source: str | None = None) -> dict[str, Any]:
+        extra = {"source": source} if source else {}
         return {
+            **extra,
             "message_id": self.message_id,
             "action": str(self.action),
             "ticket": self.ticket,
@@ -222,9 +224,6 @@ def stage_parse(pipeline: Pipeline, work: Work) -> IngestResult | None:
         pipeline.artifacts,
         max_attachment_bytes=pipeline.config.artifacts.max_attachment_bytes,
     )
-    if work.parsed.sender is None:
-        repo.add_event(work.session, "quarantined", "no_sender", inbound_id=_inbound_id(work))
-        return _finish(work, IngestAction.QUARANTINED, "no_sender")
     return None
 
 
@@ -249,7 +248,15 @@ def stage_guard(pipeline: Pipeline, work: Work) -> IngestResult | None:
                 work.session, "bounce", "recipient_bouncing", inbound_id=_inbound_id(work),
                 detail={"recipients": marked, "status": report.status},
             )  # fmt: skip
-    return None
+    if parsed.sender is not None:
+        return None
+    # Without a From there is no one to answer and no ticket to join: a machine's message
+    # is recorded as ignored, anything else waits in quarantine for a person to look at.
+    if work.guard.action is GuardAction.IGNORE:
+        repo.add_event(work.session, "ignored", work.guard.reason, inbound_id=_inbound_id(work))
+        return _finish(work, IngestAction.IGNORED, work.guard.reason)
+    repo.add_event(work.session, "quarantined", "no_sender", inbound_id=_inbound_id(work))
+    return _finish(work, IngestAction.QUARANTINED, "no_sender")
 
 
 # --- thread: which ticket, by token, then In-Reply-To, then References ---

@@ -28,7 +28,7 @@ def normalize_message_id(value: str | bytes | None) -> str | None:
     data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
     match = _ANGLE_ID.search(data)
     text = (match.group(1) if match else data.strip()).decode("utf-8", "replace")
-    return text[:900] or None
+    return text.replace("\x00", "")[:900] or None
 
 
 def identify_message(raw: bytes) -> MessageIdentity:

@@ -14,6 +14,7 @@ import email
 import email.header
 import email.utils
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,10 +48,32 @@ MAX_MIME_DEPTH = 30
 _SNIFF_BYTES = 4096
 
 
-def decode_header_value(value: str) -> str:
-    """RFC 2047 words, raw 8-bit bytes and folding, to one line of text."""
+_ADDRESS_FALLBACK = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
+# An address we could write back to: something@domain.tld, no spaces, no brackets.
+_USABLE_ADDRESS = re.compile(
+    r"[^@\s<>()\[\],;:\\\"]+@[^@\s<>()\[\],;:\\\"]+\.[^@\s<>()\[\],;:\\\".]+"
+)
+_UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """No NUL (PostgreSQL refuses it) and no lone surrogates (no database can store them)."""
+    return _UNSAFE_TEXT.sub("\ufffd", text) if _UNSAFE_TEXT.search(text) else text
+
+
+def resolve_8bit(value: str) -> str:
+    """Raw 8-bit header bytes (RFC 6532 UTF-8, or a legacy charset nobody declared) to text."""
     if any("\udc80" <= char <= "\udcff" for char in value):
-        value, _ = decode_bytes(value.encode("ascii", "surrogateescape"), None)
+        return decode_bytes(value.encode("ascii", "surrogateescape"), None)[0]
+    return value
+
+
+def decode_header_value(value: str) -> str:
+    """RFC 2047 words, raw 8-bit bytes and folding, to one line of storable text."""
+    return clean_text(_decode_header_value(resolve_8bit(value)))
+
+
+def _decode_header_value(value: str) -> str:
     unfolded = " ".join(part.strip() for part in value.splitlines()) if "\n" in value else value
     if "=?" not in unfolded:
         return unfolded.strip()
@@ -78,13 +101,23 @@ def _join_header_pieces(chunks: list[tuple[bytes | str, str | None]], pieces: li
     return result
 
 
+def _split_addresses(raw_values: list[str]) -> list[tuple[str, str]]:
+    try:
+        return email.utils.getaddresses(raw_values)
+    except RecursionError:
+        # The stdlib parser recurses once per address; a header listing thousands of
+        # addresses exhausts the stack. Keep the bare addresses in that case.
+        return [("", found) for value in raw_values for found in _ADDRESS_FALLBACK.findall(value)]
+
+
 def parse_addresses(raw_values: list[str]) -> tuple[Address, ...]:
     addresses = []
-    for name, address in email.utils.getaddresses(raw_values):
+    for name, address in _split_addresses(raw_values):
         address = address.strip().strip("<>")
-        if "@" not in address:
+        if not _USABLE_ADDRESS.fullmatch(address):
             continue
-        addresses.append(Address(name=decode_header_value(name), email=address.lower()))
+        email_address = clean_text(address.lower())
+        addresses.append(Address(name=decode_header_value(name), email=email_address))
     return tuple(addresses)
 
 
@@ -277,7 +310,7 @@ def _headers(message: Message) -> tuple[dict[str, list[str]], tuple[tuple[str, s
     for name, value in message.raw_items():
         key = name.lower()
         if key in KEPT_HEADERS:
-            raw.setdefault(key, []).append(str(value))
+            raw.setdefault(key, []).append(resolve_8bit(str(value)))
     decoded = tuple(
         (key, decode_header_value(value)) for key, values in raw.items() for value in values
     )
@@ -297,7 +330,7 @@ def parse_message(raw: bytes, sink: ArtifactSink, *, max_attachment_bytes: int) 
     decoded = dict(headers[::-1])  # first occurrence wins
     collector = _BodyCollector(sink=sink, max_attachment_bytes=max_attachment_bytes)
     _walk(message, collector, want_text=True, depth=0)
-    full_text = "\n\n".join(text.strip("\n") for text in collector.texts if text.strip())
+    full_text = clean_text("\n\n".join(t.strip("\n") for t in collector.texts if t.strip()))
     senders = parse_addresses(raw_headers.get("from", []) or raw_headers.get("sender", []))
     return ParsedMessage(
         message_id=normalize_message_id(raw_headers.get("message-id", [None])[0]),

@@ -74,10 +74,14 @@ def _folder_messages(path: Path) -> Iterator[FileMessage]:
 
 
 def _file_messages(path: Path) -> Iterator[FileMessage]:
-    if is_mbox(path):
+    """An .eml file is one message even when an MTA put an mbox 'From ' line on top."""
+    if path.suffix.lower() != ".eml" and is_mbox(path):
         yield from _mbox_messages(path)
-    else:
-        yield FileMessage(f"file:{path}", path.read_bytes())
+        return
+    data = path.read_bytes()
+    if data.startswith(_MBOX_MAGIC):
+        data = data.split(b"\n", 1)[1] if b"\n" in data else b""
+    yield FileMessage(f"file:{path}", data)
 
 
 def read_stdin(stream: BinaryIO) -> Iterator[FileMessage]:
