@@ -33,11 +33,8 @@ def ticket_summary(ticket: Ticket, token: str, message_count: int) -> dict[str, 
 def list_tickets(
     session: Session, prefix: str, *, status: str | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
-    counts = dict(
-        session.execute(
-            select(Message.ticket_id, func.count(Message.id)).group_by(Message.ticket_id)
-        ).tuples()
-    )
+    per_ticket = select(Message.ticket_id, func.count(Message.id)).group_by(Message.ticket_id)
+    counts = {ticket_id: count for ticket_id, count in session.execute(per_ticket)}
     query = select(Ticket).options(
         selectinload(Ticket.organization), selectinload(Ticket.requester)
     )
