@@ -7,10 +7,11 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address as HeaderAddress
-from email.message import EmailMessage
-from email.policy import SMTP, SMTPUTF8
-from email.utils import format_datetime, parseaddr
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import EmailMessage, Message
+from email.policy import SMTPUTF8, compat32
+from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 from typing import Any
 
@@ -19,6 +20,9 @@ import jinja2
 from maild.config import Config
 from parsers.types import AttachmentInfo
 
+_WIRE = compat32.clone(linesep="\r\n", max_line_length=78)
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
 _CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
 _LATIN = re.compile(r"[a-z]", re.IGNORECASE)
 
@@ -114,16 +118,20 @@ def build_mail(
     references: Sequence[str],
     now: datetime,
     auto_submitted: str,
-) -> EmailMessage:
-    """Headers every maild message carries (SPEC: Auto-Submitted, token, own id, references)."""
-    # An internationalised address (RFC 6531, jdöe@mächine.example) needs SMTPUTF8 headers.
-    international = not all(address.isascii() for _, address in to)
-    mail = EmailMessage(policy=SMTPUTF8 if international else SMTP)
+) -> Message:
+    """Headers every maild message carries (SPEC: Auto-Submitted, token, own id, references).
+
+    Built with the compat32 classes: the header-registry policy folds every header through
+    its full parser, which made composing an acknowledgement cost more than parsing a
+    request (bench/ingest.py).
+    """
+    mail = _international_message(text) if is_international(to) else _plain_message(text)
     from_name, from_address = parseaddr(config.outbound.from_header)
-    mail["From"] = HeaderAddress(display_name=from_name, addr_spec=from_address)
+    mail["From"] = _mailbox(from_name, from_address)
     mail["To"] = ", ".join(_mailbox(name, address) for name, address in to)
     mail["Reply-To"] = config.mailbox.address
-    mail["Subject"] = subject
+    plain_subject = subject.isascii() or isinstance(mail, EmailMessage)
+    mail["Subject"] = subject if plain_subject else Header(subject, "utf-8").encode()
     mail["Date"] = format_datetime(now)
     mail["Message-ID"] = f"<{message_id}>"
     if in_reply_to:
@@ -134,16 +142,45 @@ def build_mail(
     # Exchange and Outlook: do not answer this message with out-of-office notices.
     mail["X-Auto-Response-Suppress"] = "All"
     mail["X-Maild-Loop"] = loop_marker(config)
+    return mail
+
+
+def _plain_message(text: str) -> Message:
+    """text/plain in UTF-8, quoted-printable: readable in any client, safe through any MTA."""
+    mail = Message()
+    mail.set_payload(text, _UTF8_QP)
+    return mail
+
+
+def is_international(to: Sequence[tuple[str, str]]) -> bool:
+    return not all(address.isascii() for _, address in to)
+
+
+def _international_message(text: str) -> EmailMessage:
+    """RFC 6531/6532 recipients (jdöe@mächine.example) get raw UTF-8 headers (SMTPUTF8)."""
+    mail = EmailMessage(policy=SMTPUTF8)
     mail.set_content(text, charset="utf-8", cte="quoted-printable")
     return mail
 
 
+def wire_bytes(mail: Message) -> bytes:
+    """The message as it goes on the wire: CRLF line ends, UTF-8 headers only for SMTPUTF8."""
+    if isinstance(mail, EmailMessage):
+        return mail.as_bytes(policy=SMTPUTF8)
+    return mail.as_bytes(policy=_WIRE)
+
+
 def _mailbox(name: str, address: str) -> str:
-    """A To entry; the header policy encodes the name (and leaves an RFC 6531 address as is)."""
-    if address.isascii():
-        return str(HeaderAddress(display_name=name, addr_spec=address))
-    quoted = name.replace("\\", "").replace('"', "")
-    return f'"{quoted}" <{address}>' if quoted else address
+    """`Name <address>` with the name RFC 2047-encoded when it is not ASCII.
+
+    An internationalised address (RFC 6531, jdöe@mächine.example) stays as UTF-8 and goes
+    out with SMTPUTF8 (see maild.outbound).
+    """
+    if not name:
+        return address
+    if name.isascii():
+        return formataddr((name, "x@x")).replace("<x@x>", f"<{address}>")
+    return f"{Header(name, 'utf-8').encode()} <{address}>"
 
 
 def loop_marker(config: Config) -> str:
@@ -190,4 +227,5 @@ def acknowledgement(
     )
     # RFC 3834 3.3: an automatic response goes out with a null return path, so that no
     # bounce of it can start a loop.
-    return OutgoingMail(message_id, full_subject, (client[1],), "", text, mail.as_bytes())
+    raw = wire_bytes(mail)
+    return OutgoingMail(message_id, full_subject, (client[1],), "", text, raw)

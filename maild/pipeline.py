@@ -122,6 +122,7 @@ class Pipeline:
         self.artifacts = artifacts
         self.clock = clock
         self.loop_marker = compose.loop_marker(config)
+        self.engineer_addresses = frozenset(engineer.email for engineer in config.engineers)
         self.own_addresses = frozenset(
             address
             for address in (config.mailbox.address, config.mailbox.comment_address)
@@ -150,7 +151,7 @@ class Pipeline:
             existing = repo.inbound_by_spool_id(session, incoming.spool_id)
             if existing is None:
                 blob = self.artifacts.put(incoming.raw)
-                repo.artifact_row(session, blob.sha256, blob.size)
+                repo.record_artifact(session, blob.sha256, blob.size)
                 existing = _ledger_row(incoming, identity, "quarantined", reason)
                 session.add(existing)
                 session.flush()
@@ -196,13 +197,12 @@ def _finish(work: Work, action: IngestAction, reason: str) -> IngestResult:
 def stage_ledger(pipeline: Pipeline, work: Work) -> IngestResult | None:
     del pipeline
     session, incoming = work.session, work.incoming
-    replayed = repo.inbound_by_spool_id(session, incoming.spool_id)
+    replayed, original = repo.ledger_matches(session, incoming.spool_id, work.identity.dedup_key)
     if replayed is not None:
         return IngestResult(
             incoming.spool_id, replayed.message_id, IngestAction(replayed.state),
             replayed.ticket_id, replayed.reason,
         )  # fmt: skip
-    original = repo.first_inbound_by_dedup_key(session, work.identity.dedup_key)
     work.inbound = _ledger_row(incoming, work.identity, "processing", "")
     session.add(work.inbound)
     session.flush()
@@ -218,7 +218,7 @@ def stage_ledger(pipeline: Pipeline, work: Work) -> IngestResult | None:
 
 def stage_parse(pipeline: Pipeline, work: Work) -> IngestResult | None:
     blob = pipeline.artifacts.put(work.incoming.raw)
-    repo.artifact_row(work.session, blob.sha256, blob.size)
+    repo.record_artifact(work.session, blob.sha256, blob.size)
     work.parsed = parse_message(
         work.incoming.raw,
         pipeline.artifacts,
@@ -363,7 +363,7 @@ def _open_ticket(pipeline: Pipeline, work: Work) -> Ticket:
     )
     session.add(ticket)
     session.flush()
-    repo.add_participant(session, ticket.id, contact.email, "requester")
+    repo.add_participant(session, ticket.id, contact.email, "requester", ticket_is_new=True)
     return ticket
 
 
@@ -403,7 +403,7 @@ def _add_cc_participants(pipeline: Pipeline, work: Work) -> None:
     parsed, ticket = work.parsed, work.ticket
     parsed = known(parsed)
     ticket = known(ticket)
-    engineers = repo.engineer_emails(work.session)
+    engineers = pipeline.engineer_addresses
     for address in (*parsed.to, *parsed.cc):
         email = address.email
         if email in pipeline.own_addresses or email.split("+")[0] in pipeline.own_addresses:

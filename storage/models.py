@@ -158,8 +158,7 @@ class Artifact(Base):
     """One stored blob, content-addressed: the same bytes sent twice are kept once."""
 
     __tablename__ = "artifacts"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
@@ -168,7 +167,7 @@ class Attachment(Base):
     __tablename__ = "attachments"
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
-    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"))
+    artifact_sha256: Mapped[str] = mapped_column(ForeignKey("artifacts.sha256"), index=True)
     filename: Mapped[str] = mapped_column(String(255))
     content_type: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(16))

@@ -6,13 +6,17 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from maild.clock import utc_now
 from parsers.types import Address, AttachmentInfo
 from storage.models import (
     Artifact,
     Attachment,
+    Base,
     Contact,
     Counter,
     Engineer,
@@ -86,22 +90,26 @@ def sync_engineers(session: Session, engineers: Iterable[tuple[str, str]]) -> No
         session.add(Engineer(email=email, name=name))
 
 
-def engineer_emails(session: Session) -> frozenset[str]:
-    return frozenset(session.scalars(select(Engineer.email).where(Engineer.active.is_(True))))
-
-
 def inbound_by_spool_id(session: Session, spool_id: str) -> InboundMessage | None:
     return session.scalars(
         select(InboundMessage).where(InboundMessage.spool_id == spool_id)
     ).first()
 
 
-def first_inbound_by_dedup_key(session: Session, dedup_key: str) -> InboundMessage | None:
-    return session.scalars(
+def ledger_matches(
+    session: Session, spool_id: str, dedup_key: str
+) -> tuple[InboundMessage | None, InboundMessage | None]:
+    """In one query: this spool entry if already settled, and the first copy of this message."""
+    rows = session.scalars(
         select(InboundMessage)
-        .where(InboundMessage.dedup_key == dedup_key, InboundMessage.state != "duplicate")
+        .where(or_(InboundMessage.spool_id == spool_id, InboundMessage.dedup_key == dedup_key))
         .order_by(InboundMessage.id)
-    ).first()
+    ).all()
+    replayed = next((row for row in rows if row.spool_id == spool_id), None)
+    original = next(
+        (row for row in rows if row.dedup_key == dedup_key and row.state != "duplicate"), None
+    )
+    return replayed, original
 
 
 def ticket_views(session: Session, ticket_ids: Iterable[int]) -> dict[int, TicketView]:
@@ -143,34 +151,48 @@ def tickets_by_message_ids(session: Session, message_ids: Iterable[str]) -> dict
     return known
 
 
-def add_participant(session: Session, ticket_id: int, email: str, role: str) -> bool:
-    exists = session.scalars(
-        select(Participant.id).where(Participant.ticket_id == ticket_id, Participant.email == email)
-    ).first()
-    if exists is not None:
-        return False
+def add_participant(
+    session: Session, ticket_id: int, email: str, role: str, *, ticket_is_new: bool = False
+) -> bool:
+    if not ticket_is_new:
+        exists = session.scalars(
+            select(Participant.id).where(
+                Participant.ticket_id == ticket_id, Participant.email == email
+            )
+        ).first()
+        if exists is not None:
+            return False
     session.add(Participant(ticket_id=ticket_id, email=email, role=role))
     return True
 
 
-def artifact_row(session: Session, sha256: str, size: int) -> Artifact:
-    found = session.scalars(select(Artifact).where(Artifact.sha256 == sha256)).first()
-    if found is None:
-        found = Artifact(sha256=sha256, size=size)
-        session.add(found)
-        session.flush()
-    return found
+def insert_ignoring_duplicates(session: Session, table: type[Base], **values: Any) -> None:
+    """INSERT, or nothing when a unique key already has the row: one statement, no SELECT."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        statement: Any = sqlite_insert(table).values(**values).on_conflict_do_nothing()
+    elif dialect == "postgresql":
+        statement = postgresql_insert(table).values(**values).on_conflict_do_nothing()
+    else:
+        with session.begin_nested():
+            session.add(table(**values))
+        return
+    session.execute(statement)
+
+
+def record_artifact(session: Session, sha256: str, size: int) -> None:
+    insert_ignoring_duplicates(session, Artifact, sha256=sha256, size=size, created_at=utc_now())
 
 
 def add_attachments(
     session: Session, message: Message, attachments: Iterable[AttachmentInfo]
 ) -> None:
     for info in attachments:
-        artifact = artifact_row(session, info.sha256, info.size)
+        record_artifact(session, info.sha256, info.size)
         session.add(
             Attachment(
                 message_id=message.id,
-                artifact_id=artifact.id,
+                artifact_sha256=info.sha256,
                 filename=info.filename,
                 content_type=info.content_type[:255],
                 kind=str(info.kind),

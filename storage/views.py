@@ -34,7 +34,7 @@ def list_tickets(
     session: Session, prefix: str, *, status: str | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
     per_ticket = select(Message.ticket_id, func.count(Message.id)).group_by(Message.ticket_id)
-    counts = {ticket_id: count for ticket_id, count in session.execute(per_ticket)}
+    counts: dict[int, int] = dict(session.execute(per_ticket).tuples().all())
     query = select(Ticket).options(
         selectinload(Ticket.organization), selectinload(Ticket.requester)
     )
@@ -51,7 +51,7 @@ def _attachment_json(attachment: Attachment) -> dict[str, Any]:
         "kind": attachment.kind,
         "content_type": attachment.content_type,
         "size": attachment.artifact.size,
-        "sha256": attachment.artifact.sha256,
+        "sha256": attachment.artifact_sha256,
         "inline": attachment.inline,
     }
 

@@ -22,7 +22,8 @@ class ScriptedRelay:
         self.answers = list(answers)
         self.accepted: list[bytes] = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+    async def handle_DATA(self, server, session, envelope):
+        del server, session
         if self.answers:
             return self.answers.pop(0)
         self.accepted.append(envelope.original_content)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 05:03:36.468050
+Create Date: 2026-11-25 05:20:13.248469
 """
 
 from collections.abc import Sequence
@@ -20,12 +20,10 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
 
     op.create_table('artifacts',
-    sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('size', sa.BigInteger(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('sha256')
+    sa.PrimaryKeyConstraint('sha256')
     )
     op.create_table('counters',
     sa.Column('name', sa.String(length=32), nullable=False),
@@ -159,16 +157,17 @@ def upgrade() -> None:
     op.create_table('attachments',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('message_id', sa.Integer(), nullable=False),
-    sa.Column('artifact_id', sa.Integer(), nullable=False),
+    sa.Column('artifact_sha256', sa.String(length=64), nullable=False),
     sa.Column('filename', sa.String(length=255), nullable=False),
     sa.Column('content_type', sa.String(length=255), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('inline', sa.Boolean(), nullable=False),
-    sa.ForeignKeyConstraint(['artifact_id'], ['artifacts.id'], ),
+    sa.ForeignKeyConstraint(['artifact_sha256'], ['artifacts.sha256'], ),
     sa.ForeignKeyConstraint(['message_id'], ['messages.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('attachments', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_attachments_artifact_sha256'), ['artifact_sha256'], unique=False)
         batch_op.create_index(batch_op.f('ix_attachments_message_id'), ['message_id'], unique=False)
 
     op.create_table('outbox',
@@ -204,6 +203,7 @@ def downgrade() -> None:
     op.drop_table('outbox')
     with op.batch_alter_table('attachments', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_attachments_message_id'))
+        batch_op.drop_index(batch_op.f('ix_attachments_artifact_sha256'))
 
     op.drop_table('attachments')
     with op.batch_alter_table('messages', schema=None) as batch_op:

@@ -1,0 +1,443 @@
+"""Ingest throughput of `maild ingest` against two bare stdlib baselines, on one seeded corpus.
+
+    python bench/ingest.py [--messages 2000] [--seed 42] [--repeat 3] [--out bench/out]
+
+The corpus (~100 MB for 2,000 messages) is 40% new requests and 60% follow-ups (token, or
+In-Reply-To only), in utf-8 (base64, QP), windows-1251 (8bit, QP) and koi8-r (8bit), 25% with
+attachments and a few 1-5 MB dumps. Each measurement runs in its own child process so peak
+RSS is that child's alone; medians of --repeat runs are printed, with maild's ratio to each
+baseline, and maild's decisions are checked against the generator's manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import email.header
+import email.policy
+import json
+import random
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+
+RU_WORDS = [
+    "отчёт",
+    "не",
+    "открывается",
+    "ошибка",
+    "при",
+    "сохранении",
+    "проекта",
+    "сервер",
+    "возвращает",
+    "сообщение",
+    "пользователь",
+    "не",
+    "может",
+    "войти",
+    "в",
+    "систему",
+    "после",
+    "обновления",
+    "версии",
+    "база",
+    "данных",
+    "медленно",
+    "работает",
+    "форма",
+    "печати",
+    "выгрузка",
+    "данных",
+    "зависает",
+    "браузер",
+    "консоль",
+    "журнал",
+    "приложения",
+    "настройки",
+    "подключения",
+    "лицензия",
+    "модуль",
+    "интеграции",
+]
+EN_WORDS = [
+    "report",
+    "fails",
+    "to",
+    "open",
+    "error",
+    "while",
+    "saving",
+    "project",
+    "server",
+    "returns",
+    "message",
+    "user",
+    "cannot",
+    "log",
+    "in",
+    "after",
+    "upgrade",
+    "database",
+    "slow",
+    "print",
+    "form",
+    "export",
+    "hangs",
+    "browser",
+    "console",
+    "log",
+]
+CHARSETS = (
+    ("utf-8", "base64"),
+    ("utf-8", "quoted-printable"),
+    ("windows-1251", "8bit"),
+    ("windows-1251", "quoted-printable"),
+    ("koi8-r", "8bit"),
+)
+QUOTE_STYLES = ("outlook", "gmail", "thunderbird")
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    seconds: float
+    messages: int
+    megabytes: float
+    peak_rss_mb: float
+
+    @property
+    def per_second(self) -> float:
+        return self.messages / self.seconds
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.megabytes / self.seconds
+
+
+# --- corpus ---
+
+
+def _sentence(rng: random.Random, words: tuple[str, ...] | list[str], count: int) -> str:
+    return " ".join(rng.choice(words) for _ in range(count)).capitalize() + "."
+
+
+def _body(rng: random.Random, english: bool) -> str:
+    words = EN_WORDS if english else RU_WORDS
+    paragraphs = [
+        " ".join(_sentence(rng, words, rng.randint(6, 14)) for _ in range(rng.randint(2, 5)))
+        for _ in range(rng.randint(1, 4))
+    ]
+    version = f"Cubisio {rng.randint(2, 4)}.{rng.randint(0, 9)}.{rng.randint(0, 20)}"
+    return "\n\n".join([("Hello," if english else "Добрый день!"), *paragraphs, version])
+
+
+def _quoted(rng: random.Random, previous: str, style: str) -> str:
+    quoted = "\n".join("> " + line for line in previous.splitlines())
+    if style == "outlook":
+        return (
+            "\n\n-----Original Message-----\nFrom: SIS Support\nSent: Monday\nTo: client\n\n"
+            + previous
+        )
+    if style == "gmail":
+        minute = rng.randint(10, 59)
+        return f"\n\nпн, 3 мар. 2026 г. в 10:{minute}, SIS Support <info@sis.ru>:\n{quoted}"
+    return f"\n\n03.03.2026 10:{rng.randint(10, 59)}, SIS Support пишет:\n{quoted}"
+
+
+def _attachments(rng: random.Random, mail: EmailMessage, index: int, dumps_left: list[int]) -> None:
+    if dumps_left and rng.random() < 0.04:
+        size = dumps_left.pop()
+        mail.add_attachment(
+            b"MDMP" + rng.randbytes(size - 4),
+            maintype="application",
+            subtype="octet-stream",
+            filename=f"crash{index}.dmp",
+        )
+        return
+    kind = rng.choice(("log", "png", "zip", "xml"))
+    if kind == "log":
+        lines = [
+            f"2026-03-0{rng.randint(1, 9)} 10:{n % 60:02d}:00 ERROR module{n} failed"
+            for n in range(rng.randint(200, 3000))
+        ]
+        mail.add_attachment(
+            "\n".join(lines).encode(), maintype="text", subtype="plain", filename="cubisio.log"
+        )
+    elif kind == "png":
+        mail.add_attachment(
+            b"\x89PNG\r\n\x1a\n" + rng.randbytes(rng.randint(20_000, 150_000)),
+            maintype="image",
+            subtype="png",
+            filename=f"screen{index}.png",
+        )
+    elif kind == "zip":
+        mail.add_attachment(
+            b"PK\x03\x04" + rng.randbytes(rng.randint(10_000, 200_000)),
+            maintype="application",
+            subtype="zip",
+            filename="workspace.zip",
+        )
+    else:
+        mail.add_attachment(
+            b"<config><db host='x'/></config>" * rng.randint(10, 400),
+            maintype="application",
+            subtype="xml",
+            filename="config.xml",
+        )
+
+
+def generate_corpus(folder: Path, count: int, seed: int) -> dict[str, int]:
+    """Write `count` .eml files; returns the manifest Message-ID -> expected ticket number."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    clients = [(f"client{n}@org{n % 40}.ru", f"Клиент {n}") for n in range(150)]
+    threads: list[tuple[int, str, str, str, str]] = []  # ticket, sender, name, last id, body
+    dumps_left = [rng.randint(1, 5) * 1024 * 1024 for _ in range(15)]
+    manifest: dict[str, int] = {}
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    for index in range(count):
+        charset, encoding = rng.choice(CHARSETS)
+        english = charset == "utf-8" and rng.random() < 0.2
+        message_id = f"bench{index}.{rng.getrandbits(40):x}@client.example"
+        mail = EmailMessage(policy=email.policy.SMTP)
+        if threads and rng.random() < 0.6:
+            ticket, address, name, parent, previous = rng.choice(threads)
+            body = _body(rng, english) + _quoted(rng, previous, rng.choice(QUOTE_STYLES))
+            subject = f"RE: [SIS #{ticket}] вопрос" if rng.random() < 0.67 else "Дополнение"
+            mail["In-Reply-To"] = f"<{parent}>"
+            mail["References"] = f"<{parent}>"
+        else:
+            ticket = len(threads) + 1
+            address, name = rng.choice(clients)
+            body = _body(rng, english)
+            subject = _sentence(rng, EN_WORDS if english else RU_WORDS, 5)[:-1]
+        mail["From"] = f"{name} <{address}>"
+        mail["To"] = "info@sis.ru"
+        mail["Subject"] = subject
+        mail["Date"] = format_datetime(start + timedelta(minutes=index))
+        mail["Message-ID"] = f"<{message_id}>"
+        mail["X-Mailer"] = rng.choice(("Microsoft Outlook 16.0", "Thunderbird 115", "Yandex.Mail"))
+        mail.set_content(body, charset=charset, cte=encoding) if charset == "utf-8" else _legacy(
+            mail, body, charset, encoding
+        )
+        if rng.random() < 0.25:
+            _attachments(rng, mail, index, dumps_left)
+        (folder / f"{index:05d}.eml").write_bytes(mail.as_bytes())
+        manifest[message_id] = ticket
+        entry = (ticket, address, name, message_id, body[:400])
+        if ticket > len(threads):
+            threads.append(entry)
+        else:
+            threads[ticket - 1] = entry
+    (folder.parent / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+def _legacy(mail: EmailMessage, body: str, charset: str, encoding: str) -> None:
+    """8-bit legacy charsets as Outlook and old clients write them (set_content re-encodes)."""
+    payload = body.encode(charset, "replace")
+    if encoding == "8bit":
+        mail.set_content(payload, maintype="text", subtype="plain", cte="8bit")
+    else:
+        mail.set_content(payload, maintype="text", subtype="plain", cte="quoted-printable")
+    mail.set_param("charset", charset)
+
+
+# --- the measured runs (each in a child process) ---
+
+
+def _decode_compat32(message: email.message.Message) -> str:
+    text = ""
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        payload = part.get_payload(decode=True)
+        if part.get_content_maintype() == "text" and isinstance(payload, bytes):
+            text += payload.decode(part.get_content_charset() or "ascii", "replace")
+    return text
+
+
+def _decode_default(message: email.message.EmailMessage) -> str:
+    text = ""
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        if part.get_content_maintype() == "text":
+            text += part.get_content()
+        else:
+            part.get_payload(decode=True)
+    return text
+
+
+def _header(message: email.message.Message, name: str) -> str:
+    value = message.get(name, "")
+    return str(email.header.make_header(email.header.decode_header(str(value)))) if value else ""
+
+
+def run_baseline(policy_name: str, corpus: Path, work: Path) -> None:
+    database = sqlite3.connect(work / "baseline.db", isolation_level=None)
+    database.execute("PRAGMA journal_mode=WAL")
+    database.execute("PRAGMA synchronous=FULL")
+    database.execute("CREATE TABLE m (id TEXT, subject TEXT, sender TEXT, body TEXT)")
+    policy = email.policy.default if policy_name == "policy_default" else email.policy.compat32
+    for path in sorted(corpus.iterdir()):
+        message = email.message_from_bytes(path.read_bytes(), policy=policy)
+        if policy_name == "policy_default":
+            row = (
+                str(message["Message-ID"]),
+                str(message["Subject"]),
+                str(message["From"]),
+                _decode_default(message),
+            )  # type: ignore[arg-type]
+        else:
+            row = (
+                _header(message, "Message-ID"),
+                _header(message, "Subject"),
+                _header(message, "From"),
+                _decode_compat32(message),
+            )
+        database.execute("BEGIN")
+        database.execute("INSERT INTO m VALUES (?, ?, ?, ?)", row)
+        database.execute("COMMIT")
+
+
+def measure_child(arguments: list[str]) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """Wall seconds and peak RSS (MB) of one child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    completed = subprocess.run(arguments, capture_output=True, text=True, check=True)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return seconds, max(peak, before) / 1024, completed
+
+
+def measure_baseline(name: str, corpus: Path, count: int, megabytes: float) -> Result:
+    with tempfile.TemporaryDirectory() as work:
+        seconds, peak, _ = measure_child(
+            [
+                sys.executable,
+                __file__,
+                "--run-baseline",
+                name,
+                "--corpus",
+                str(corpus),
+                "--work",
+                work,
+            ]
+        )
+    return Result(name, seconds, count, megabytes, peak)
+
+
+MAILD_CONFIG = """\
+[mailbox]
+address = "info@sis.ru"
+comment_address = "info+comment@sis.ru"
+[tokens]
+prefix = "SIS"
+[database]
+url = "sqlite:///maild.db"
+[artifacts]
+path = "artifacts"
+[spool]
+path = "spool"
+[outbound]
+transport = "maildir:outbox"
+from = "SIS Support <info@sis.ru>"
+[inbound.smtp]
+enabled = false
+[guard]
+autoreply_limit = 1000
+"""
+
+
+def measure_maild(
+    corpus: Path, count: int, megabytes: float, manifest: dict[str, int]
+) -> tuple[Result, int]:
+    with tempfile.TemporaryDirectory() as work:
+        config = Path(work) / "maild.toml"
+        config.write_text(MAILD_CONFIG)
+        maild = [sys.executable, "-m", "maild", "--config", str(config)]
+        subprocess.run([*maild, "init"], capture_output=True, check=True)
+        seconds, peak, completed = measure_child([*maild, "ingest", "--json", str(corpus)])
+    decisions = [json.loads(line) for line in completed.stdout.splitlines()]
+    mismatches = sum(1 for d in decisions if manifest.get(d["message_id"]) != d["ticket"])
+    mismatches += count - len(decisions)
+    return Result("maild", seconds, count, megabytes, peak), mismatches
+
+
+def summarise(runs: list[Result]) -> Result:
+    def median(field: str) -> float:
+        return statistics.median(getattr(run, field) for run in runs)
+
+    first = runs[0]
+    return Result(
+        first.name, median("seconds"), first.messages, first.megabytes, median("peak_rss_mb")
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    parser.add_argument("--skip-maild", action="store_true")
+    parser.add_argument("--run-baseline", help=argparse.SUPPRESS)
+    parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run_baseline:
+        run_baseline(args.run_baseline, args.corpus, args.work)
+        return 0
+    corpus = args.out / "corpus"
+    if not corpus.exists() or len(list(corpus.iterdir())) != args.messages:
+        manifest = generate_corpus(corpus, args.messages, args.seed)
+    else:
+        manifest = json.loads((args.out / "manifest.json").read_text())
+    megabytes = sum(path.stat().st_size for path in corpus.iterdir()) / 1e6
+    tickets = len(set(manifest.values()))
+    print(
+        f"corpus: {args.messages} messages, {megabytes:.1f} MB, {tickets} tickets, "
+        f"{args.messages - tickets} follow-ups"
+    )
+    results: dict[str, list[Result]] = {"policy_default": [], "compat32": [], "maild": []}
+    mismatches = 0
+    for _ in range(args.repeat):
+        for name in ("policy_default", "compat32"):
+            results[name].append(measure_baseline(name, corpus, args.messages, megabytes))
+        if not args.skip_maild:
+            result, mismatches = measure_maild(corpus, args.messages, megabytes, manifest)
+            results["maild"].append(result)
+    medians = {name: summarise(runs) for name, runs in results.items() if runs}
+    print(f"\n{'run':<16}{'msg/s':>10}{'MB/s':>10}{'seconds':>10}{'peak RSS MB':>14}")
+    for result in medians.values():
+        print(
+            f"{result.name:<16}{result.per_second:>10.1f}{result.mb_per_second:>10.1f}"
+            f"{result.seconds:>10.1f}{result.peak_rss_mb:>14.0f}"
+        )
+    if "maild" in medians:
+        maild = medians["maild"].per_second
+        print(f"\nmaild / compat32 = {maild / medians['compat32'].per_second:.2f}")
+        print(f"maild / policy.default = {maild / medians['policy_default'].per_second:.2f}")
+        print(f"maild threading mismatches against the manifest: {mismatches}")
+    report = {name: {**asdict(r), "per_second": r.per_second} for name, r in medians.items()}
+    (args.out / "ingest-results.json").write_text(
+        json.dumps({"medians": report, "mismatches": mismatches}, indent=2)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
