@@ -16,8 +16,8 @@ import email
 import email.header
 import email.policy
 import json
+import os
 import random
-import resource
 import sqlite3
 import statistics
 import subprocess
@@ -311,14 +311,21 @@ def run_baseline(policy_name: str, corpus: Path, work: Path) -> None:
         database.execute("COMMIT")
 
 
-def measure_child(arguments: list[str]) -> tuple[float, float, subprocess.CompletedProcess[str]]:
-    """Wall seconds and peak RSS (MB) of one child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.perf_counter()
-    completed = subprocess.run(arguments, capture_output=True, text=True, check=True)
-    seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(peak, before) / 1024, completed
+def measure_child(arguments: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB) and stdout of one child process, measured by wait4.
+
+    RUSAGE_CHILDREN would report the largest child so far, not this one.
+    """
+    with tempfile.TemporaryFile() as output:
+        started = time.perf_counter()
+        child = subprocess.Popen(arguments, stdout=output, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            raise RuntimeError(f"{arguments[:4]} exited with {child.returncode}")
+        output.seek(0)
+        return seconds, usage.ru_maxrss / 1024, output.read().decode()
 
 
 def measure_baseline(name: str, corpus: Path, count: int, megabytes: float) -> Result:
@@ -368,8 +375,8 @@ def measure_maild(
         config.write_text(MAILD_CONFIG)
         maild = [sys.executable, "-m", "maild", "--config", str(config)]
         subprocess.run([*maild, "init"], capture_output=True, check=True)
-        seconds, peak, completed = measure_child([*maild, "ingest", "--json", str(corpus)])
-    decisions = [json.loads(line) for line in completed.stdout.splitlines()]
+        seconds, peak, stdout = measure_child([*maild, "ingest", "--json", str(corpus)])
+    decisions = [json.loads(line) for line in stdout.splitlines()]
     mismatches = sum(1 for d in decisions if manifest.get(d["message_id"]) != d["ticket"])
     mismatches += count - len(decisions)
     return Result("maild", seconds, count, megabytes, peak), mismatches

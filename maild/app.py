@@ -17,7 +17,6 @@ from maild.pipeline import Pipeline
 from storage import repositories as repo
 from storage.artifacts import ArtifactStore
 from storage.db import make_engine, make_session_factory
-from storage.schema import upgrade_schema
 from storage.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -49,6 +48,8 @@ class App:
 
 def initialize(config: Config) -> None:
     """Create or migrate the database and the folders (what `maild init` does)."""
+    from storage.schema import upgrade_schema  # Alembic is heavy; only init needs it
+
     engine = make_engine(config.database.url)
     try:
         upgrade_schema(engine)

@@ -246,6 +246,12 @@ def _walk(part: Message, collector: _BodyCollector, *, want_text: bool, depth: i
         collector.report = collector.report or _delivery_report(part)
         return
     filename = _filename(part)
+    if part.get_content_maintype() == "multipart":
+        # A multipart without a usable boundary: the parser leaves its body as one string.
+        collector.defects.append("multipart_without_boundary")
+        if want_text:
+            collector.texts.append(_part_text(part, collector))
+        return
     if content_type in ("text/plain", "text/html") and not _is_attachment(part, filename):
         if want_text:
             collector.texts.append(_part_text(part, collector))

@@ -41,6 +41,7 @@ _MOBILE_FOOTER = re.compile(
     r"отправлено из (?:мобильной почты mail\.ru|яндекс\.почты.*|приложения .*))\s*$",
     re.IGNORECASE,
 )
+_BLANK_RUNS = re.compile(r"\n{3,}")
 _MAX_SIGN_OFF_LINES = 6
 _ATTRIBUTION_LOOKAHEAD = 2
 
@@ -80,13 +81,23 @@ def _quote_start(lines: list[str]) -> int | None:
             return index
         if _FROM_LINE.match(line) and _is_header_block(lines, index):
             return index
-        if _is_attribution(lines, index) and _next_is_quoted_or_text(lines, index):
+        if _is_attribution(lines, index) and not _is_interleaved(lines, index + 1):
             return index
     return None
 
 
-def _next_is_quoted_or_text(lines: list[str], index: int) -> bool:
-    return any(line.strip() for line in lines[index + 1 :])
+def _is_interleaved(lines: list[str], start: int) -> bool:
+    """An inline reply: the sender's own lines come back after a '>' block (until a signature)."""
+    seen_quote = False
+    for line in lines[start:]:
+        stripped = line.strip()
+        if _SIGNATURE_DELIMITER.match(line):
+            return False
+        if stripped.startswith(">"):
+            seen_quote = True
+        elif stripped and seen_quote:
+            return True
+    return False
 
 
 def _strip_inline_quotes(lines: list[str]) -> tuple[list[str], list[str]]:
@@ -117,8 +128,9 @@ def _split_signature(lines: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _clean(lines: list[str]) -> str:
+    """Trailing spaces off, blank runs (left where quotes were cut) down to one blank line."""
     text = "\n".join(line.rstrip() for line in lines)
-    return text.strip("\n")
+    return _BLANK_RUNS.sub("\n\n", text).strip("\n")
 
 
 def split_reply(text: str) -> ReplyParts:
