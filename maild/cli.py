@@ -34,6 +34,11 @@ def _setup_logging(config: Config, verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not verbose:
+        # aiosmtpd logs every SMTP command at INFO ("mail.log"), Alembic every plugin it loads:
+        # one line per message is ours to write, theirs are details for --verbose.
+        for noisy in ("mail.log", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _print_json(value: Any, stream: TextIO = sys.stdout) -> None:

@@ -70,7 +70,7 @@ def decode_bytes(data: bytes, label: str | None) -> tuple[str, str | None]:
     except UnicodeDecodeError:
         pass
     else:
-        return text, None if codec == "utf-8" else "charset_mislabeled"
+        return text, None if codec in ("utf-8", "") else "charset_mislabeled"
     if codec in ("latin-1", "iso8859-1", "cp1252") and _high_byte_share(data) < 0.5:
         return data.decode(codec, "replace"), None
     return guess_cyrillic(data), "charset_mislabeled" if codec else "charset_guessed"

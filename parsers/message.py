@@ -22,7 +22,7 @@ from email.errors import HeaderParseError
 from email.message import Message
 
 from parsers.attachments import classify_attachment, sanitize_filename
-from parsers.charsets import decode_bytes
+from parsers.charsets import canonical_codec, decode_bytes
 from parsers.html_text import html_to_text
 from parsers.identity import normalize_message_id
 from parsers.quotes import split_reply
@@ -85,8 +85,17 @@ def _decode_header_value(value: str) -> str:
     for chunk, charset in chunks:
         if isinstance(chunk, str):
             pieces.append(chunk)
-        else:
-            pieces.append(decode_bytes(chunk, charset)[0])
+            continue
+        codec = canonical_codec(charset)
+        if codec and codec != "ascii":
+            try:
+                pieces.append(chunk.decode(codec))
+            except UnicodeDecodeError:
+                # A word that does not decode in the charset it names is damaged (bad
+                # base64, truncated): show it as it came rather than invent letters.
+                return unfolded.strip()
+            continue
+        pieces.append(decode_bytes(chunk, charset)[0])
     return _join_header_pieces(chunks, pieces).strip()
 
 
