@@ -19,7 +19,7 @@ from maild.config import Config, load_config
 from maild.errors import MaildError
 from maild.pipeline import Incoming, IngestResult
 from maild.sources.files import input_size, iter_messages
-from maild.worker import process_safely
+from maild.worker import batched, process_batch
 from storage.spool import new_spool_id
 from storage.views import list_tickets, ticket_detail
 
@@ -71,14 +71,20 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
 # --- ingest ---
 
 
-def _ingest_one(app: App, source: str, raw: bytes) -> IngestResult | None:
-    incoming = Incoming(f"ingest-{new_spool_id()}", raw, source)
-    for attempt in range(TRANSIENT_RETRIES):
-        result = process_safely(app.pipeline, incoming)
-        if result is not None:
-            return result
-        time.sleep(0.5 * (attempt + 1))
-    return None
+def _ingest_batch(app: App, batch: list[Incoming]) -> list[IngestResult] | None:
+    """All of the batch, in as many commits as the worker takes; None if the database stays away."""
+    settled: list[IngestResult] = []
+    attempt = 0
+    while len(settled) < len(batch):
+        results = process_batch(app.pipeline, batch[len(settled) :])
+        if results is None:
+            attempt += 1
+            if attempt >= TRANSIENT_RETRIES:
+                return None
+            time.sleep(0.5 * attempt)
+            continue
+        settled += results
+    return settled
 
 
 def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
@@ -90,16 +96,21 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
         total=input_size([p for p in paths if p != "-"]) or None, unit="B", unit_scale=True,
         disable=not interactive, desc="ingest",
     ) as progress:  # fmt: skip
-        for item in iter_messages(paths, sys.stdin.buffer):
-            result = _ingest_one(app, item.source, item.raw)
-            progress.update(len(item.raw))
-            if result is None:
-                tally["failed"] += 1
-                log.error("%s: not ingested, the database stayed unavailable", item.source)
+        incoming = (
+            Incoming(f"ingest-{new_spool_id()}", item.raw, item.source)
+            for item in iter_messages(paths, sys.stdin.buffer)
+        )
+        for batch in batched(incoming):
+            results = _ingest_batch(app, batch)
+            progress.update(sum(len(item.raw) for item in batch))
+            if results is None:
+                tally["failed"] += len(batch)
+                log.error("%s messages not ingested: the database stayed unavailable", len(batch))
                 continue
-            tally[str(result.action)] += 1
-            if args.json:
-                _print_json(result.as_json(item.source))
+            for item, result in zip(batch, results, strict=True):
+                tally[str(result.action)] += 1
+                if args.json:
+                    _print_json(result.as_json(item.source))
     if not args.no_deliver:
         delivered = app.deliver_outbox()
         tally["mail_sent"] = delivered.sent

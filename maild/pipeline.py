@@ -129,35 +129,35 @@ class Pipeline:
             if address
         )
 
-    def process(self, incoming: Incoming) -> IngestResult:
-        """Run every stage in one transaction; raises only for the worker loop to handle."""
-        with self.sessions.begin() as session:
-            work = Work(incoming=incoming, session=session, identity=identify_message(incoming.raw))
-            for stage in STAGES:
-                result = stage(self, work)
-                if result is not None:
-                    log.info(
-                        "spool=%s message_id=%s action=%s reason=%s ticket=%s",
-                        incoming.spool_id, result.message_id, result.action, result.reason,
-                        result.ticket,
-                    )  # fmt: skip
-                    return result
+    def run_stages(self, session: Session, incoming: Incoming) -> IngestResult:
+        """Every stage, in order, inside the caller's transaction (see maild.worker)."""
+        work = Work(incoming=incoming, session=session, identity=identify_message(incoming.raw))
+        for stage in STAGES:
+            result = stage(self, work)
+            if result is not None:
+                log.info(
+                    "spool=%s message_id=%s action=%s reason=%s ticket=%s",
+                    incoming.spool_id, result.message_id, result.action, result.reason,
+                    result.ticket,
+                )  # fmt: skip
+                return result
         raise AssertionError("the act stage always returns a result")  # pragma: no cover
 
-    def quarantine(self, incoming: Incoming, reason: str, detail: str) -> IngestResult:
-        """Record a message that broke the pipeline, in a fresh transaction, raw bytes kept."""
+    def record_quarantine(
+        self, session: Session, incoming: Incoming, reason: str, detail: str
+    ) -> IngestResult:
+        """Record a message that broke the pipeline, raw bytes kept for a person to look at."""
         identity = identify_message(incoming.raw)
-        with self.sessions.begin() as session:
-            existing = repo.inbound_by_spool_id(session, incoming.spool_id)
-            if existing is None:
-                blob = self.artifacts.put(incoming.raw)
-                repo.record_artifact(session, blob.sha256, blob.size)
-                existing = _ledger_row(incoming, identity, "quarantined", reason)
-                session.add(existing)
-                session.flush()
-                repo.add_event(
-                    session, "quarantined", reason, inbound_id=existing.id, detail={"error": detail}
-                )
+        replayed, _ = repo.ledger_matches(session, incoming.spool_id, identity.dedup_key)
+        if replayed is None:
+            blob = self.artifacts.put(incoming.raw)
+            repo.record_artifact(session, blob.sha256, blob.size)
+            row = _ledger_row(incoming, identity, "quarantined", reason)
+            session.add(row)
+            session.flush()
+            repo.add_event(
+                session, "quarantined", reason, inbound_id=row.id, detail={"error": detail}
+            )
         log.warning("spool=%s quarantined: %s", incoming.spool_id, reason)
         return IngestResult(
             incoming.spool_id, identity.message_id, IngestAction.QUARANTINED, None, reason

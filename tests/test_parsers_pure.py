@@ -40,7 +40,10 @@ def test_decode_bytes_recovers_russian(data, label, defect):
 
 
 def test_latin1_text_stays_latin1():
-    assert decode_bytes("Grüße aus München".encode("latin-1"), "iso-8859-1") == ("Grüße aus München", None)
+    assert decode_bytes("Grüße aus München".encode("latin-1"), "iso-8859-1") == (
+        "Grüße aus München",
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -169,12 +172,12 @@ def test_checklist_reports_version_found():
 
 
 def facts(**changes) -> MessageFacts:
-    base = dict(
-        sender_email="a@b.ru", auto_submitted=None, is_dsn=False, is_from_daemon=False,
-        has_autoreply_header=False, precedence=None, is_list=False, suppresses_autoreply=False,
-        has_empty_return_path=False, has_autoreply_subject=False, has_bounce_subject=False,
-        loop_marker=None,
-    )  # fmt: skip
+    base = {
+        "sender_email": "a@b.ru", "auto_submitted": None, "is_dsn": False,
+        "is_from_daemon": False, "has_autoreply_header": False, "precedence": None,
+        "is_list": False, "suppresses_autoreply": False, "has_empty_return_path": False,
+        "has_autoreply_subject": False, "has_bounce_subject": False, "loop_marker": None,
+    }  # fmt: skip
     return MessageFacts(**{**base, **changes})
 
 
@@ -198,7 +201,9 @@ def facts(**changes) -> MessageFacts:
 def test_guard_rules_in_order(changes, reason):
     decision = decide_guard(facts(**changes), "info@sis.ru")
     assert decision.reason == reason
-    assert decision.action is (GuardAction.ACCEPT if reason == "from_person" else GuardAction.IGNORE)
+    assert decision.action is (
+        GuardAction.ACCEPT if reason == "from_person" else GuardAction.IGNORE
+    )
 
 
 @pytest.mark.parametrize(
@@ -211,5 +216,7 @@ def test_guard_rules_in_order(changes, reason):
     ],
 )
 def test_acknowledgement_decision(changes, today, bouncing, expected):
-    decision = decide_acknowledgement(facts(**changes), acks_today=today, limit=5, sender_bouncing=bouncing)
+    decision = decide_acknowledgement(
+        facts(**changes), acks_today=today, limit=5, sender_bouncing=bouncing
+    )
     assert (decision.send, decision.reason) == expected

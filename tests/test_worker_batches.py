@@ -1,0 +1,54 @@
+"""Group commit: a batch is one transaction with a savepoint per message."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from maild.pipeline import Incoming, IngestAction, Pipeline
+from maild.worker import process_batch
+from storage.models import InboundMessage, Ticket
+from tests.mailbuilder import build_mail
+
+
+class FailsOnSubject(Pipeline):
+    """The real pipeline, made to break half-way through one chosen message."""
+
+    def run_stages(self, session, incoming):
+        result = super().run_stages(session, incoming)
+        if b"BREAK-ME" in incoming.raw:
+            raise RuntimeError("simulated bug after the ticket was written")
+        return result
+
+
+def test_failing_message_is_quarantined_and_the_rest_commit(app):
+    pipeline = FailsOnSubject(app.config, app.sessions, app.artifacts, app.clock)
+    batch = [
+        Incoming("b1", build_mail(subject="первый", message_id="<b1@x.ru>"), "test"),
+        Incoming("b2", build_mail(subject="BREAK-ME", message_id="<b2@x.ru>"), "test"),
+        Incoming("b3", build_mail(subject="третий", message_id="<b3@x.ru>"), "test"),
+    ]
+    results = process_batch(pipeline, batch)
+    assert [(r.action, r.ticket, r.reason) for r in results] == [
+        (IngestAction.NEW_TICKET, 1, "no_thread_match"),
+        (IngestAction.QUARANTINED, None, "processing_error"),
+        (IngestAction.NEW_TICKET, 2, "no_thread_match"),
+    ]
+    with app.sessions() as session:
+        assert sorted(session.scalars(select(Ticket.subject))) == ["первый", "третий"]
+        states = dict(
+            session.execute(select(InboundMessage.spool_id, InboundMessage.state)).tuples().all()
+        )
+        assert session.scalar(select(func.count(Ticket.id))) == 2
+    assert states == {"b1": "new_ticket", "b2": "quarantined", "b3": "new_ticket"}
+
+
+def test_replaying_a_committed_batch_changes_nothing(app):
+    batch = [
+        Incoming(f"r{n}", build_mail(subject=f"s{n}", message_id=f"<r{n}@x.ru>"), "test")
+        for n in range(5)
+    ]
+    first = process_batch(app.pipeline, batch)
+    again = process_batch(app.pipeline, batch)
+    assert [(r.action, r.ticket) for r in again] == [(r.action, r.ticket) for r in first]
+    with app.sessions() as session:
+        assert session.scalar(select(func.count(Ticket.id))) == 5
