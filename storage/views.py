@@ -34,7 +34,7 @@ def list_tickets(
     session: Session, prefix: str, *, status: str | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
     per_ticket = select(Message.ticket_id, func.count(Message.id)).group_by(Message.ticket_id)
-    counts: dict[int, int] = dict(session.execute(per_ticket).tuples().all())
+    counts: dict[int, int] = dict(session.execute(per_ticket).all())
     query = select(Ticket).options(
         selectinload(Ticket.organization), selectinload(Ticket.requester)
     )
