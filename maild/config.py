@@ -59,6 +59,43 @@ class SmtpInboundConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ImapMailboxConfig:
+    """One watched mailbox; `name` is the table name ('default' for a single [inbound.imap])."""
+
+    name: str
+    host: str
+    port: int
+    ssl: bool
+    starttls: bool
+    user: str
+    password_file: Path | None
+    password_env: str | None
+    folder: str
+    processed_folder: str
+    quarantine_folder: str
+    idle: bool
+    idle_seconds: int
+    poll_seconds: int
+
+    def password(self) -> str:
+        """Read at connect time, never kept in the config object or logged."""
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text(encoding="utf-8").strip()
+            except OSError as error:
+                raise ConfigError(
+                    f"inbound.imap.{self.name}.password_file: cannot read {self.password_file}: "
+                    f"{error.strerror}"
+                ) from None
+        value = os.environ.get(self.password_env or "")
+        if not value:
+            raise ConfigError(
+                f"inbound.imap.{self.name}.password_env: ${self.password_env} is not set"
+            )
+        return value
+
+
+@dataclass(frozen=True, slots=True)
 class SpoolConfig:
     path: Path
     max_attempts: int
@@ -100,6 +137,7 @@ class Config:
     artifacts: ArtifactsConfig
     outbound: OutboundConfig
     smtp: SmtpInboundConfig | None
+    imap: tuple[ImapMailboxConfig, ...]
     spool: SpoolConfig
     tickets: TicketsConfig
     guard: GuardConfig
@@ -191,6 +229,12 @@ def _transport(value: Any) -> str:
     raise ValueError("expected maildir:PATH or smtp://host:port")
 
 
+def _port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise ValueError("expected a port number 1-65535")
+    return value
+
+
 def _listen(value: Any) -> tuple[str, int]:
     text = _string(value)
     host, sep, port = text.rpartition(":")
@@ -270,6 +314,21 @@ _SCHEMA: dict[str, dict[str, tuple[Checker, Any]]] = {
     },
     "logging": {"level": (_log_level, "INFO")},
 }
+_IMAP_KEYS: dict[str, tuple[Checker, Any]] = {
+    "host": (_string, ...),
+    "port": (_port, None),
+    "ssl": (_boolean, False),
+    "starttls": (_boolean, False),
+    "user": (_string, ...),
+    "password_file": (_string, None),
+    "password_env": (_string, None),
+    "folder": (_string, "INBOX"),
+    "processed_folder": (_string, "Processed"),
+    "quarantine_folder": (_string, "Quarantine"),
+    "idle": (_boolean, True),
+    "idle_seconds": (_positive_int, 25 * 60),
+    "poll_seconds": (_positive_int, 60),
+}
 _ENGINEER_KEYS: dict[str, tuple[Checker, Any]] = {"email": (_email, ...), "name": (_string, "")}
 
 
@@ -309,6 +368,9 @@ def _split_tables(document: Mapping[str, Any]) -> dict[str, Any]:
             if not isinstance(value, Mapping):
                 raise ConfigError("inbound: expected a table")
             for sub, subvalue in value.items():
+                if sub == "imap":
+                    tables["inbound.imap"] = subvalue
+                    continue
                 if f"inbound.{sub}" not in _SCHEMA:
                     raise ConfigError(f"inbound.{sub}: unknown section")
                 tables[f"inbound.{sub}"] = subvalue
@@ -317,6 +379,43 @@ def _split_tables(document: Mapping[str, Any]) -> dict[str, Any]:
         else:
             raise ConfigError(f"{name}: unknown section")
     return tables
+
+
+def _imap_mailboxes(raw: Any, base_dir: Path) -> tuple[ImapMailboxConfig, ...]:
+    """`[inbound.imap]` (one mailbox) or `[inbound.imap.NAME]` tables (several)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise ConfigError("inbound.imap: expected a table")
+    named = bool(raw) and all(isinstance(value, Mapping) for value in raw.values())
+    tables = dict(raw) if named else {"default": raw}
+    return tuple(_imap_mailbox(name, table, base_dir) for name, table in tables.items())
+
+
+def _imap_mailbox(name: str, table: Any, base_dir: Path) -> ImapMailboxConfig:
+    dotted = "inbound.imap" if name == "default" else f"inbound.imap.{name}"
+    values = _validate_table(table, _IMAP_KEYS, dotted)
+    if values["ssl"] and values["starttls"]:
+        raise ConfigError(f"{dotted}.starttls: choose ssl (implicit TLS) or starttls, not both")
+    if not values["password_file"] and not values["password_env"]:
+        raise ConfigError(f"{dotted}.password_file: set password_file or password_env")
+    password_file = values["password_file"]
+    return ImapMailboxConfig(
+        name=name,
+        host=values["host"],
+        port=values["port"] or (993 if values["ssl"] else 143),
+        ssl=values["ssl"],
+        starttls=values["starttls"],
+        user=values["user"],
+        password_file=_resolve(base_dir, password_file) if password_file else None,
+        password_env=values["password_env"],
+        folder=values["folder"],
+        processed_folder=values["processed_folder"],
+        quarantine_folder=values["quarantine_folder"],
+        idle=values["idle"],
+        idle_seconds=values["idle_seconds"],
+        poll_seconds=values["poll_seconds"],
+    )
 
 
 def _engineers(raw: Any) -> tuple[EngineerConfig, ...]:
@@ -379,6 +478,7 @@ def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | Non
             outbound["retry_seconds"],
         ),
         smtp=smtp_config,
+        imap=_imap_mailboxes(tables.get("inbound.imap"), base_dir),
         spool=SpoolConfig(
             _resolve(base_dir, values["spool"]["path"]), values["spool"]["max_attempts"]
         ),

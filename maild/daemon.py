@@ -17,6 +17,7 @@ from types import FrameType
 from sqlalchemy.exc import SQLAlchemyError
 
 from maild.app import App
+from maild.sources.imap import ImapSource
 from maild.sources.smtp import SpoolHandler, make_controller
 from maild.worker import drain_spool
 
@@ -95,6 +96,13 @@ def run_daemon(app: App) -> int:
             handler, config.smtp.host, config.smtp.port,
             lmtp=config.smtp.lmtp, max_message_bytes=config.smtp.max_message_bytes,
         )  # fmt: skip
+    imap_threads = [
+        threading.Thread(
+            target=ImapSource(mailbox, app.spool, daemon.wake_worker, daemon.stopping).run,
+            name=f"imap-{mailbox.name}", daemon=True,
+        )
+        for mailbox in config.imap
+    ]  # fmt: skip
     stop_requested = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -105,6 +113,8 @@ def run_daemon(app: App) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     daemon.start()
+    for thread in imap_threads:
+        thread.start()
     if controller is not None:
         controller.start()
         protocol = "LMTP" if config.smtp and config.smtp.lmtp else "SMTP"
@@ -114,6 +124,8 @@ def run_daemon(app: App) -> int:
     if controller is not None:
         controller.stop()
     daemon.stop()
+    for thread in imap_threads:
+        thread.join()
     app.close()
     log.info("maild stopped")
     return 0

@@ -151,3 +151,16 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def dovecot():
+    from tests.dovecot import Dovecot, dovecot_missing_reason
+
+    reason = dovecot_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    server = Dovecot()
+    server.start()
+    yield server
+    server.destroy()

@@ -35,9 +35,7 @@ def test_failing_message_is_quarantined_and_the_rest_commit(app):
     ]
     with app.sessions() as session:
         assert sorted(session.scalars(select(Ticket.subject))) == ["первый", "третий"]
-        states = dict(
-            session.execute(select(InboundMessage.spool_id, InboundMessage.state)).all()
-        )
+        states = dict(session.execute(select(InboundMessage.spool_id, InboundMessage.state)).all())
         assert session.scalar(select(func.count(Ticket.id))) == 2
     assert states == {"b1": "new_ticket", "b2": "quarantined", "b3": "new_ticket"}
 
