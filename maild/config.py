@@ -137,6 +137,7 @@ class Config:
     artifacts: ArtifactsConfig
     outbound: OutboundConfig
     smtp: SmtpInboundConfig | None
+    lmtp: SmtpInboundConfig | None
     imap: tuple[ImapMailboxConfig, ...]
     spool: SpoolConfig
     tickets: TicketsConfig
@@ -297,9 +298,13 @@ _SCHEMA: dict[str, dict[str, tuple[Checker, Any]]] = {
     },
     "inbound.smtp": {
         "listen": (_listen, "127.0.0.1:2525"),
-        "lmtp": (_boolean, False),
         "max_message_mb": (_megabytes, 64),
         "enabled": (_boolean, True),
+    },
+    "inbound.lmtp": {
+        "listen": (_listen, "127.0.0.1:2424"),
+        "max_message_mb": (_megabytes, 64),
+        "enabled": (_boolean, False),
     },
     "spool": {"path": (_string, "var/spool"), "max_attempts": (_positive_int, 3)},
     "tickets": {
@@ -449,16 +454,21 @@ def _resolve_transport(base_dir: Path, transport: str) -> str:
     return transport
 
 
+def _listener(values: dict[str, Any], *, lmtp: bool) -> SmtpInboundConfig | None:
+    if not values["enabled"]:
+        return None
+    host, port = values["listen"]
+    return SmtpInboundConfig(host, port, lmtp, values["max_message_mb"])
+
+
 def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | None) -> Config:
     """Validate a parsed TOML document into a `Config`."""
     tables = _split_tables(document)
     values = {name: _section(tables.get(name, {}), name) for name in _SCHEMA}
     mailbox, outbound, smtp = values["mailbox"], values["outbound"], values["inbound.smtp"]
     from_header = outbound["from"] or f"{mailbox['display_name']} <{mailbox['address']}>"
-    smtp_config = None
-    if smtp["enabled"]:
-        host, port = smtp["listen"]
-        smtp_config = SmtpInboundConfig(host, port, smtp["lmtp"], smtp["max_message_mb"])
+    smtp_config = _listener(smtp, lmtp=False)
+    lmtp_config = _listener(values["inbound.lmtp"], lmtp=True)
     return Config(
         base_dir=base_dir,
         source_file=source,
@@ -478,6 +488,7 @@ def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | Non
             outbound["retry_seconds"],
         ),
         smtp=smtp_config,
+        lmtp=lmtp_config,
         imap=_imap_mailboxes(tables.get("inbound.imap"), base_dir),
         spool=SpoolConfig(
             _resolve(base_dir, values["spool"]["path"]), values["spool"]["max_attempts"]

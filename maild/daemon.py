@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from maild.app import App
 from maild.sources.imap import ImapSource
-from maild.sources.smtp import SpoolHandler, make_controller
+from maild.sources.smtp import LmtpController, SpoolHandler, make_controller
 from maild.worker import drain_spool
 
 log = logging.getLogger(__name__)
@@ -88,14 +88,16 @@ class Daemon:
 def run_daemon(app: App) -> int:
     config = app.config
     daemon = Daemon(app)
-    controller = None
-    if config.smtp is not None:
-        served = frozenset(a for a in (config.mailbox.address, config.mailbox.comment_address) if a)
-        handler = SpoolHandler(app.spool, served, daemon.wake_worker)
-        controller = make_controller(
-            handler, config.smtp.host, config.smtp.port,
-            lmtp=config.smtp.lmtp, max_message_bytes=config.smtp.max_message_bytes,
-        )  # fmt: skip
+    served = frozenset(a for a in (config.mailbox.address, config.mailbox.comment_address) if a)
+    handler = SpoolHandler(app.spool, served, daemon.wake_worker)
+    controllers = [
+        make_controller(
+            handler, listener.host, listener.port,
+            lmtp=listener.lmtp, max_message_bytes=listener.max_message_bytes,
+        )
+        for listener in (config.smtp, config.lmtp)
+        if listener is not None
+    ]  # fmt: skip
     imap_threads = [
         threading.Thread(
             target=ImapSource(mailbox, app.spool, daemon.wake_worker, daemon.stopping).run,
@@ -115,13 +117,13 @@ def run_daemon(app: App) -> int:
     daemon.start()
     for thread in imap_threads:
         thread.start()
-    if controller is not None:
+    for controller in controllers:
         controller.start()
-        protocol = "LMTP" if config.smtp and config.smtp.lmtp else "SMTP"
+        protocol = "LMTP" if isinstance(controller, LmtpController) else "SMTP"
         log.info("listening for %s on %s:%s", protocol, controller.hostname, controller.port)
     log.info("maild running; outbound via %s", config.outbound.transport.split("://")[0])
     stop_requested.wait()
-    if controller is not None:
+    for controller in controllers:
         controller.stop()
     daemon.stop()
     for thread in imap_threads:

@@ -19,7 +19,7 @@ from imapclient import IMAPClient
 from tests.conftest import free_port
 
 USER = "info@sis.ru"
-PASSWORD = "s3cret-imap-pw"
+PASSWORD = "s3cret-imap-pw"  # noqa: S105 - the throwaway test server's password
 CONFIG = """\
 base_dir = {root}/run
 state_dir = {root}/state

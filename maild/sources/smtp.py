@@ -74,7 +74,7 @@ class SpoolHandler:
         return OK_QUEUED.format(spool_id=spool_id)
 
 
-class _LmtpController(Controller):
+class LmtpController(Controller):
     def factory(self) -> LMTP:
         return LMTP(self.handler, **self.SMTP_kwargs)
 
@@ -84,5 +84,5 @@ def make_controller(
 ) -> Controller:
     kwargs: dict[str, Any] = {"data_size_limit": max_message_bytes, "enable_SMTPUTF8": True,
                               "decode_data": False, "ident": "maild"}  # fmt: skip
-    controller_class = _LmtpController if lmtp else Controller
+    controller_class = LmtpController if lmtp else Controller
     return controller_class(handler, hostname=host, port=port, **kwargs)
