@@ -1,147 +1,330 @@
 """Reply stripping: the new text a sender wrote, apart from quoted history and signature.
 
-A pure function over lines (talon's approach, by marker lines rather than a model): the
-first line that starts quoted history ends the new text; a signature delimiter or a short
-sign-off block at the end of what is left is the signature. When in doubt, keep the text.
+A pure function over lines, in the spirit of talon's marker lines rather than a model. The
+first line that starts the quoted history (an Outlook separator or header block, or a
+Gmail/Thunderbird/Apple/Yandex/Mail.ru attribution line) ends the new text; `>` lines
+above it are an inline reply and are dropped one by one; a signature delimiter, mobile
+footer or short sign-off block at the end of what is left is the signature.
+
+Every test is a cheap look at one line and at most a few neighbours, and regexes run only on
+short lines, so a 100 KB body costs one pass. When in doubt the text is kept: a support
+engineer can skip a stray quote, but cannot read words that were thrown away.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import islice
 
-_SEPARATORS = re.compile(
-    r"^\s*(?:-{2,}\s*(?:original message|исходное сообщение|forwarded message|"
-    r"пересылаемое сообщение|"
-    r"переслано|message d'origine)\s*-{2,}|_{20,}|-{20,})\s*$",
+__all__ = ["ReplyParts", "split_reply"]
+
+# Attribution and header lines are short; longer lines are prose and skip the regexes.
+_MAX_MARKER_CHARS = 300
+# Outlook header lines that may follow "From:" (a split "From:" value takes one more line).
+_HEADER_LOOKAHEAD = 5
+# Blank lines allowed between an attribution line and the '>' block it introduces.
+_ATTRIBUTION_GAP = 2
+# Non-blank lines a bare "--" may be followed by (grep output also has "--" lines).
+_MAX_BARE_DASH_BLOCK = 8
+# Lines of a signature block are short; a long line is a sentence the sender wrote.
+_MAX_SIGNATURE_LINE = 100
+# Under a weak sign-off ("Thanks,") only a name and contacts: shorter, no sentence ending.
+_MAX_WEAK_LINE = 60
+
+_SEPARATOR = re.compile(
+    r"^\s*(?:[-_=*]{2,}\s*(?:original message|исходное сообщение|forwarded message|"
+    r"пересылаемое сообщение|перенаправленное сообщение)\s*[-_=*]{2,}|"
+    r"begin forwarded message:|начало переадресованного сообщения:)\s*$",
     re.IGNORECASE,
 )
-_FROM_LINE = re.compile(r"^\s*\*?(?:from|от|de|von)\s*:\*?\s*\S", re.IGNORECASE)
+_RULE_LINE = re.compile(r"^\s*(?:_{10,}|-{10,}|={10,})\s*$")
+_FROM_LINE = re.compile(r"^\s*\*?(?:from|от)\s*:\*?\s*\S", re.IGNORECASE)
 _HEADER_LINE = re.compile(
     r"^\s*\*?(?:sent|date|to|subject|cc|отправлено|дата|кому|тема|копия)\s*:", re.IGNORECASE
 )
-_ADDRESS = r"(?:<?[\w.+-]+@[\w.-]+>?)"
-_ATTRIBUTION = re.compile(
-    r"^\s*(?:"
-    r"on\b.{0,200}\bwrote\s*:|"  # Gmail/Thunderbird/Apple EN
-    r".{0,200}\b(?:пишет|написал(?:\(а\))?|написала|wrote)\s*:|"  # Thunderbird RU, Apple RU
-    r".{0,120}\d{1,2}:\d{2}.{0,120}" + _ADDRESS + r"\s*:|"  # Gmail RU, Yandex, Mail.ru
-    r".{0,120}\bот\s+.{0,120}" + _ADDRESS + r"\s*:"  # Mail.ru "... от Имя <x>:"
-    r")\s*$",
+_VERB_END = re.compile(
+    r"\b(?:wrote|writes|пишет|написала?|написал\s?\(-?а\))\s*:$",
     re.IGNORECASE,
 )
-_SIGNATURE_DELIMITER = re.compile(r"^--\s*$")
-_SIGN_OFF = re.compile(
+_ON_START = re.compile(r"^on\s", re.IGNORECASE)
+_DIGIT = re.compile(r"\d")
+_TIME = re.compile(r"(?<!\d)\d{1,2}:\d{2}(?!\d)")
+_ADDRESS_TOKEN = re.compile(r"<?[\w.+-]+@[\w-]+(?:\.[\w-]+)+>?")
+_STRONG_SIGN_OFF = re.compile(
     r"^\s*(?:с\s+уважением|с\s+наилучшими\s+пожеланиями|всего\s+(?:доброго|хорошего)|"
-    r"best\s+regards|kind\s+regards|regards|best\s+wishes|sincerely|cheers)\b[,.!]?\s*$",
+    r"(?:best|kind|warm)\s+regards|regards|best\s+wishes|(?:yours\s+)?sincerely|cheers)"
+    r"\s*(?:[,.!]\s*(?:[^\W\d_][\w .-]{0,48})?)?$",
+    re.IGNORECASE,
+)
+_WEAK_SIGN_OFF = re.compile(
+    r"^\s*(?:спасибо|заранее\s+спасибо|спасибо\s+заранее|благодарю|thanks|many\s+thanks|"
+    r"thank\s+you)\s*[,.!]?\s*$",
     re.IGNORECASE,
 )
 _MOBILE_FOOTER = re.compile(
-    r"^\s*(?:sent from my \w+|отправлено (?:с|из) .{0,60}|get outlook for \w+|"
-    r"отправлено из (?:мобильной почты mail\.ru|яндекс\.почты.*|приложения .*))\s*$",
+    r"^\s*(?:(?:get|получить)\s+outlook\s+(?:for|для)\s+\w+|"
+    r"sent\s+from\s.{0,40}(?:iphone|ipad|android|mobile|phone|galaxy|samsung|outlook|yahoo|"
+    r"mail|windows|blackberry|device|tablet)|"
+    r"отправлено\s+(?:с|со|из)\s.{0,40}(?:iphone|ipad|android|мобильн|яндекс|mail\.ru|почт|"
+    r"outlook|приложени|устройств|samsung|galaxy|huawei|xiaomi|смартфон|планшет))"
+    r"\S*\s*[.!]?\s*$",
     re.IGNORECASE,
 )
-_BLANK_RUNS = re.compile(r"\n{3,}")
-_MAX_SIGN_OFF_LINES = 6
-_ATTRIBUTION_LOOKAHEAD = 2
+_POSTSCRIPT = re.compile(r"^\s*(?:p\.?\s?s\b|п\.?\s?с\b|зы\b)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
 class ReplyParts:
-    new_text: str
-    quoted: str
-    signature: str
+    """A body split three ways; the parts never repeat each other's lines."""
+
+    new_text: str  # what the sender wrote now, trailing spaces and outer blank lines removed
+    quoted: str  # the quoted history ('' if none)
+    signature: str  # the signature block ('' if none)
 
 
-def _is_header_block(lines: list[str], index: int) -> bool:
-    """'From:' starts quoted history only with more header lines right after it."""
-    window = lines[index + 1 : index + 6]
-    return sum(1 for line in window if _HEADER_LINE.match(line)) >= 1
+@dataclass(frozen=True, slots=True)
+class _SignOff:
+    """How many non-blank lines a closing block starting with this kind of line may have."""
+
+    min_lines: int
+    max_lines: int
+    weak: bool
 
 
-def _is_attribution(lines: list[str], index: int) -> bool:
-    line = lines[index]
-    if len(line) > 400:
-        return False
-    if _ATTRIBUTION.match(line):
-        return True
-    # Gmail wraps long attributions over two lines.
-    joined = " ".join(part.strip() for part in lines[index : index + _ATTRIBUTION_LOOKAHEAD])
-    return (
-        line.strip().lower().startswith("on ")
-        and len(joined) < 400
-        and bool(re.match(r"^on\b.*\bwrote\s*:\s*$", joined, re.IGNORECASE))
-    )
-
-
-def _quote_start(lines: list[str]) -> int | None:
-    """Index of the first line of quoted history at the end of the message, if any."""
-    for index, line in enumerate(lines):
-        if _SEPARATORS.match(line):
-            return index
-        if _FROM_LINE.match(line) and _is_header_block(lines, index):
-            return index
-        if _is_attribution(lines, index) and not _is_interleaved(lines, index + 1):
-            return index
-    return None
-
-
-def _is_interleaved(lines: list[str], start: int) -> bool:
-    """An inline reply: the sender's own lines come back after a '>' block (until a signature)."""
-    seen_quote = False
-    for line in lines[start:]:
-        stripped = line.strip()
-        if _SIGNATURE_DELIMITER.match(line):
-            return False
-        if stripped.startswith(">"):
-            seen_quote = True
-        elif stripped and seen_quote:
-            return True
-    return False
-
-
-def _strip_inline_quotes(lines: list[str]) -> tuple[list[str], list[str]]:
-    """Drop '>' lines (and the attribution above the first block), keep the rest in order."""
-    kept: list[str] = []
-    quoted: list[str] = []
-    for index, line in enumerate(lines):
-        if line.lstrip().startswith(">"):
-            quoted.append(line)
-            continue
-        next_quoted = index + 1 < len(lines) and lines[index + 1].lstrip().startswith(">")
-        if next_quoted and _is_attribution(lines, index):
-            quoted.append(line)
-            continue
-        kept.append(line)
-    return kept, quoted
-
-
-def _split_signature(lines: list[str]) -> tuple[list[str], list[str]]:
-    for index, line in enumerate(lines):
-        if _SIGNATURE_DELIMITER.match(line) or _MOBILE_FOOTER.match(line):
-            return lines[:index], lines[index:]
-    content = [i for i, line in enumerate(lines) if line.strip()]
-    for index in content[-_MAX_SIGN_OFF_LINES:]:
-        if _SIGN_OFF.match(lines[index]) and index != content[0]:
-            return lines[:index], lines[index:]
-    return lines, []
-
-
-def _clean(lines: list[str]) -> str:
-    """Trailing spaces off, blank runs (left where quotes were cut) down to one blank line."""
-    text = "\n".join(line.rstrip() for line in lines)
-    return _BLANK_RUNS.sub("\n\n", text).strip("\n")
+_STRONG = _SignOff(min_lines=1, max_lines=10, weak=False)
+_FOOTER = _SignOff(min_lines=1, max_lines=4, weak=False)
+_WEAK = _SignOff(min_lines=2, max_lines=4, weak=True)
+# A closing block never has more lines than the strongest sign-off allows.
+_TAIL_WINDOW = _STRONG.max_lines
 
 
 def split_reply(text: str) -> ReplyParts:
-    """Split a plain-text body; never loses the sender's words (falls back to the whole text)."""
+    """Split a plain-text body; never raises and never returns empty words for a non-blank body.
+
+    If stripping leaves nothing (the body is all quote, or starts with a signature), the text
+    above the first quote marker is the new text, or failing that the whole body.
+    """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    start = _quote_start(lines)
-    head, tail = (lines, []) if start is None else (lines[:start], lines[start:])
-    head, inline_quoted = _strip_inline_quotes(head)
-    body, signature = _split_signature(head)
-    new_text = _clean(body)
-    if not new_text:
-        new_text = _clean(head) or _clean(lines)
-        signature = [] if new_text == _clean(head) else signature
-    return ReplyParts(new_text, _clean(inline_quoted + tail), _clean(signature))
+    quoted = [line.lstrip().startswith(">") for line in lines]
+    spans = [_attribution_span(lines, index, quoted) for index in range(len(lines))]
+    cut = _find_cut(lines, quoted, spans)
+    kept, inline = _drop_inline_quotes(lines[:cut], quoted, spans)
+    start = _signature_start(kept)
+    new_text = _clean(kept[:start])
+    if new_text:
+        history = _clean([*inline, "", *lines[cut:]])
+        return ReplyParts(new_text, history, _clean(kept[start:]))
+    head = _clean(lines[:cut])
+    if head:
+        return ReplyParts(head, _clean(lines[cut:]), "")
+    return ReplyParts(_clean(lines), "", "")
+
+
+def _clean(lines: list[str]) -> str:
+    return "\n".join(line.rstrip() for line in lines).strip("\n")
+
+
+# --- quote markers -------------------------------------------------------------------------
+
+
+def _attribution_span(lines: list[str], index: int, quoted: list[bool]) -> int:
+    """Lines taken by an attribution ("On ... wrote:") starting here: 0, 1, or 2 (wrapped)."""
+    line = lines[index].strip()
+    if quoted[index] or not line or len(line) > _MAX_MARKER_CHARS:
+        return 0
+    if line.endswith(":"):
+        return 1 if _is_attribution(line) else 0
+    if index + 1 == len(lines) or quoted[index + 1]:
+        return 0
+    # Gmail wraps a long attribution, often inside the <address>.
+    following = lines[index + 1].strip()
+    joined = f"{line} {following}"
+    if following.endswith(":") and len(joined) <= _MAX_MARKER_CHARS and _is_attribution(joined):
+        return 2
+    return 0
+
+
+def _is_attribution(line: str) -> bool:
+    """A line that names who wrote the quote below, in any client's wording, RU or EN.
+
+    A verb ending ("wrote:", "пишет:", "написал(а):") also needs "On ... <digit>", a time or an
+    address, so "My colleague wrote:" in prose stays; Gmail RU, Yandex and Mail.ru have no verb
+    and end in an address plus ':' after a date and time.
+    """
+    has_time = _TIME.search(line) is not None
+    if _VERB_END.search(line):
+        is_on_date = _ON_START.match(line) is not None and _DIGIT.search(line) is not None
+        return is_on_date or has_time or "@" in line
+    return has_time and _ends_with_address(line)
+
+
+def _ends_with_address(line: str) -> bool:
+    words = line[:-1].split()
+    return bool(words) and _ADDRESS_TOKEN.fullmatch(words[-1]) is not None
+
+
+def _is_header_block(lines: list[str], index: int) -> bool:
+    """Outlook's "From:/От:" starts the quote only with another header line just below it."""
+    line = lines[index]
+    if len(line) > _MAX_MARKER_CHARS or not _FROM_LINE.match(line):
+        return False
+    window = lines[index + 1 : index + 1 + _HEADER_LOOKAHEAD]
+    return any(_HEADER_LINE.match(below) for below in window)
+
+
+def _find_cut(lines: list[str], quoted: list[bool], spans: list[int]) -> int:
+    """Index where the trailing quoted history starts (len(lines) if there is none)."""
+    inline_below = _inline_below(lines, quoted)
+    for index, line in enumerate(lines):
+        if quoted[index]:
+            continue
+        if _SEPARATOR.match(line):
+            return index
+        if _is_header_block(lines, index):
+            return _include_rule_above(lines, index)
+        span = spans[index]
+        if span and not inline_below[index + span]:
+            return index
+    return len(lines)
+
+
+def _include_rule_above(lines: list[str], index: int) -> int:
+    """Outlook draws a line of underscores above its header block; it belongs to the quote."""
+    above = index - 1
+    while above >= 0 and not lines[above].strip():
+        above -= 1
+    return above if above >= 0 and _RULE_LINE.match(lines[above]) else index
+
+
+def _inline_below(lines: list[str], quoted: list[bool]) -> list[bool]:
+    """For each line: does the sender's own text come back after a '>' block further down?
+
+    Then an attribution above is the start of an inline reply, not of the history. One pass
+    from the bottom; a signature delimiter or another quote marker resets the answer.
+    """
+    result = [False] * (len(lines) + 1)
+    own_text_below = inline = False
+    for index in range(len(lines) - 1, -1, -1):
+        line = lines[index]
+        if quoted[index]:
+            inline = inline or own_text_below
+        elif _is_barrier(line):
+            own_text_below = inline = False
+        elif line.strip():
+            own_text_below = True
+        result[index] = inline
+    return result
+
+
+def _is_barrier(line: str) -> bool:
+    if line.strip() == "--":
+        return True
+    return len(line) <= _MAX_MARKER_CHARS and bool(_SEPARATOR.match(line) or _FROM_LINE.match(line))
+
+
+def _drop_inline_quotes(
+    head: list[str], quoted: list[bool], spans: list[int]
+) -> tuple[list[str], list[str]]:
+    """Keep the sender's lines in order; '>' lines and their attribution go to the history.
+
+    Blank lines right after a dropped block are dropped when the kept text already ends in a
+    blank line, so removing a block leaves one paragraph break, not three.
+    """
+    kept: list[str] = []
+    dropped: list[str] = []
+    after_drop = False
+    index = 0
+    while index < len(head):
+        span = spans[index]
+        take = span if span and _quote_follows(head, quoted, index + span) else 0
+        take = 1 if quoted[index] else take
+        if take:
+            if dropped and not after_drop:
+                dropped.append("")
+            dropped.extend(head[index : index + take])
+            after_drop = True
+            index += take
+            continue
+        line = head[index]
+        if line.strip():
+            after_drop = False
+        if not (after_drop and (not kept or not kept[-1].strip())):
+            kept.append(line)
+        index += 1
+    return kept, dropped
+
+
+def _quote_follows(head: list[str], quoted: list[bool], start: int) -> bool:
+    """A '>' line next, or after a blank line or two (Apple Mail leaves one after "wrote:")."""
+    for index in range(start, min(start + _ATTRIBUTION_GAP + 1, len(head))):
+        if quoted[index]:
+            return True
+        if head[index].strip():
+            return False
+    return False
+
+
+# --- signature -----------------------------------------------------------------------------
+
+
+def _signature_start(lines: list[str]) -> int:
+    """Index where the signature begins (len(lines) if there is none)."""
+    return min(_delimiter_start(lines), _closing_start(lines))
+
+
+def _delimiter_start(lines: list[str]) -> int:
+    """The RFC 3676 "-- " line, or a lone bare "--" above a short block that reads like one.
+
+    Bug reports paste grep output, whose group separator is a bare "--" line.
+    """
+    dashes = [index for index, line in enumerate(lines) if line.strip() == "--"]
+    for index in dashes:
+        if lines[index].rstrip() != lines[index]:
+            return index
+    if len(dashes) == 1 and _is_short_block(lines[dashes[0] + 1 :]):
+        return dashes[0]
+    return len(lines)
+
+
+def _is_short_block(block: list[str]) -> bool:
+    below = [line.strip() for line in block if line.strip()]
+    return len(below) <= _MAX_BARE_DASH_BLOCK and all(
+        _is_signature_line(line, weak=False) for line in below
+    )
+
+
+def _closing_start(lines: list[str]) -> int:
+    """First line among the last few that opens a closing block (sign-off, mobile footer)."""
+    from_bottom = (index for index in range(len(lines) - 1, -1, -1) if lines[index].strip())
+    for index in reversed(list(islice(from_bottom, _TAIL_WINDOW))):
+        sign_off = _sign_off_kind(lines[index])
+        if sign_off is not None and _is_closing_block(lines[index:], sign_off):
+            return index
+    return len(lines)
+
+
+def _sign_off_kind(line: str) -> _SignOff | None:
+    if len(line) > _MAX_SIGNATURE_LINE:
+        return None
+    if _STRONG_SIGN_OFF.match(line):
+        return _STRONG
+    if _MOBILE_FOOTER.match(line):
+        return _FOOTER
+    if _WEAK_SIGN_OFF.match(line):
+        return _WEAK
+    return None
+
+
+def _is_closing_block(block: list[str], sign_off: _SignOff) -> bool:
+    """Only names and contacts under a sign-off: "Спасибо!" before a question is content."""
+    below = [line.strip() for line in block[1:] if line.strip()]
+    if not sign_off.min_lines <= 1 + len(below) <= sign_off.max_lines:
+        return False
+    return all(_is_signature_line(line, weak=sign_off.weak) for line in below)
+
+
+def _is_signature_line(line: str, *, weak: bool) -> bool:
+    if len(line) > _MAX_SIGNATURE_LINE or line.endswith("?") or _POSTSCRIPT.match(line):
+        return False
+    return not weak or (len(line) <= _MAX_WEAK_LINE and not line.endswith((".", "!")))
