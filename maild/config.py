@@ -98,7 +98,6 @@ class ImapMailboxConfig:
 @dataclass(frozen=True, slots=True)
 class SpoolConfig:
     path: Path
-    max_attempts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +305,7 @@ _SCHEMA: dict[str, dict[str, tuple[Checker, Any]]] = {
         "max_message_mb": (_megabytes, 64),
         "enabled": (_boolean, False),
     },
-    "spool": {"path": (_string, "var/spool"), "max_attempts": (_positive_int, 3)},
+    "spool": {"path": (_string, "var/spool")},
     "tickets": {
         "language": (_language, "ru"),
         "reopen_days": (_non_negative_int, 14),
@@ -490,9 +489,7 @@ def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | Non
         smtp=smtp_config,
         lmtp=lmtp_config,
         imap=_imap_mailboxes(tables.get("inbound.imap"), base_dir),
-        spool=SpoolConfig(
-            _resolve(base_dir, values["spool"]["path"]), values["spool"]["max_attempts"]
-        ),
+        spool=SpoolConfig(_resolve(base_dir, values["spool"]["path"])),
         tickets=TicketsConfig(**values["tickets"]),
         guard=GuardConfig(**values["guard"]),
         engineers=_engineers(tables.get("engineers", [])),

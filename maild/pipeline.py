@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -489,7 +489,7 @@ def queue_mail(
     *,
     purpose: str,
     recipient: str,
-    now: Any,
+    now: datetime,
     sender: str,
 ) -> OutboxMessage:
     """Record what we send as a ticket message (so replies thread to it) and queue it."""

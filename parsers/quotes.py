@@ -21,6 +21,8 @@ __all__ = ["ReplyParts", "split_reply"]
 
 # Attribution and header lines are short; longer lines are prose and skip the regexes.
 _MAX_MARKER_CHARS = 300
+# An attribution wrapped by the client spans at most this many lines.
+_MAX_ATTRIBUTION_LINES = 3
 # Outlook header lines that may follow "From:" (a split "From:" value takes one more line).
 _HEADER_LOOKAHEAD = 5
 # Blank lines allowed between an attribution line and the '>' block it introduces.
@@ -48,6 +50,13 @@ _VERB_END = re.compile(
     re.IGNORECASE,
 )
 _ON_START = re.compile(r"^on\s", re.IGNORECASE)
+# How an attribution begins: "On", a weekday (Gmail RU, Mail.ru), a date or a time.
+_ATTRIBUTION_START = re.compile(
+    r"^(?:on\s|(?:пн|вт|ср|чт|пт|сб|вс)\b|(?:понедельник|вторник|среда|четверг|пятница|суббота|"
+    r"воскресенье)\b|\d{1,2}[./]\d{1,2}[./]\d{2,4}|\d{1,2}:\d{2}|\d{1,2}\s+(?:янв|фев|мар|апр|"
+    r"ма[йя]|июн|июл|авг|сен|окт|ноя|дек|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))",
+    re.IGNORECASE,
+)
 _DIGIT = re.compile(r"\d")
 _TIME = re.compile(r"(?<!\d)\d{1,2}:\d{2}(?!\d)")
 _ADDRESS_TOKEN = re.compile(r"<?[\w.+-]+@[\w-]+(?:\.[\w-]+)+>?")
@@ -64,10 +73,10 @@ _WEAK_SIGN_OFF = re.compile(
 )
 _MOBILE_FOOTER = re.compile(
     r"^\s*(?:(?:get|получить)\s+outlook\s+(?:for|для)\s+\w+|"
-    r"sent\s+from\s.{0,40}(?:iphone|ipad|android|mobile|phone|galaxy|samsung|outlook|yahoo|"
-    r"mail|windows|blackberry|device|tablet)|"
-    r"отправлено\s+(?:с|со|из)\s.{0,40}(?:iphone|ipad|android|мобильн|яндекс|mail\.ru|почт|"
-    r"outlook|приложени|устройств|samsung|galaxy|huawei|xiaomi|смартфон|планшет))"
+    r"sent\s+from\s+(?:my\s+)?(?:\S+\s+){0,3}?\S*(?:iphone|ipad|android|mobile|phone|galaxy|"
+    r"samsung|outlook|yahoo|mail|windows|blackberry|device|tablet)|"
+    r"отправлено\s+(?:с|со|из)\s+(?:\S+\s+){0,3}?\S*(?:iphone|ipad|android|мобильн|яндекс|"
+    r"mail\.ru|почт|outlook|приложени|устройств|samsung|galaxy|huawei|xiaomi|смартфон|планшет))"
     r"\S*\s*[.!]?\s*$",
     re.IGNORECASE,
 )
@@ -129,20 +138,37 @@ def _clean(lines: list[str]) -> str:
 
 
 def _attribution_span(lines: list[str], index: int, quoted: list[bool]) -> int:
-    """Lines taken by an attribution ("On ... wrote:") starting here: 0, 1, or 2 (wrapped)."""
+    """Lines taken by an attribution ("On ... wrote:") starting here; 0 if there is none."""
     line = lines[index].strip()
     if quoted[index] or not line or len(line) > _MAX_MARKER_CHARS:
         return 0
     if line.endswith(":"):
         return 1 if _is_attribution(line) else 0
-    if index + 1 == len(lines) or quoted[index + 1]:
-        return 0
-    # Gmail wraps a long attribution, often inside the <address>.
-    following = lines[index + 1].strip()
-    joined = f"{line} {following}"
-    if following.endswith(":") and len(joined) <= _MAX_MARKER_CHARS and _is_attribution(joined):
-        return 2
+    return _wrapped_span(lines, index, quoted) if _ATTRIBUTION_START.match(line) else 0
+
+
+def _wrapped_span(lines: list[str], index: int, quoted: list[bool]) -> int:
+    """Gmail wraps a long attribution (often inside the <address>), Apple Mail over 3 lines.
+
+    Lines are joined until one ends with ':'; if that line is a whole attribution by itself,
+    the lines above it are the sender's prose, not its beginning.
+    """
+    joined = lines[index].strip()
+    for below in range(index + 1, min(index + _MAX_ATTRIBUTION_LINES, len(lines))):
+        line = lines[below].strip()
+        if quoted[below] or not line:
+            return 0
+        joined = f"{joined} {line}"
+        if len(joined) > _MAX_MARKER_CHARS:
+            return 0
+        if line.endswith(":"):
+            return below - index + 1 if _is_wrapped(joined, line) else 0
     return 0
+
+
+def _is_wrapped(joined: str, last: str) -> bool:
+    starts_alone = _ATTRIBUTION_START.match(last) is not None and _is_attribution(last)
+    return not starts_alone and _is_attribution(joined)
 
 
 def _is_attribution(line: str) -> bool:

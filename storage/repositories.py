@@ -90,12 +90,6 @@ def sync_engineers(session: Session, engineers: Iterable[tuple[str, str]]) -> No
         session.add(Engineer(email=email, name=name))
 
 
-def inbound_by_spool_id(session: Session, spool_id: str) -> InboundMessage | None:
-    return session.scalars(
-        select(InboundMessage).where(InboundMessage.spool_id == spool_id)
-    ).first()
-
-
 def ledger_matches(
     session: Session, spool_id: str, dedup_key: str
 ) -> tuple[InboundMessage | None, InboundMessage | None]:
