@@ -67,6 +67,8 @@ class ImapMailboxConfig:
     port: int
     ssl: bool
     starttls: bool
+    ca_file: Path | None
+    """Certificates to trust instead of the system's (a server with its own CA)."""
     user: str
     password_file: Path | None
     password_env: str | None
@@ -323,6 +325,7 @@ _IMAP_KEYS: dict[str, tuple[Checker, Any]] = {
     "port": (_port, None),
     "ssl": (_boolean, False),
     "starttls": (_boolean, False),
+    "ca_file": (_string, None),
     "user": (_string, ...),
     "password_file": (_string, None),
     "password_env": (_string, None),
@@ -410,6 +413,7 @@ def _imap_mailbox(name: str, table: Any, base_dir: Path) -> ImapMailboxConfig:
         port=values["port"] or (993 if values["ssl"] else 143),
         ssl=values["ssl"],
         starttls=values["starttls"],
+        ca_file=_resolve(base_dir, values["ca_file"]) if values["ca_file"] else None,
         user=values["user"],
         password_file=_resolve(base_dir, password_file) if password_file else None,
         password_env=values["password_env"],

@@ -6,6 +6,10 @@ Gmail/Thunderbird/Apple/Yandex/Mail.ru attribution line) ends the new text; `>` 
 above it are an inline reply and are dropped one by one; a signature delimiter, mobile
 footer or short sign-off block at the end of what is left is the signature.
 
+Forward markers ("Forwarded message", "Пересылаемое сообщение") start the history too: a
+bare forward falls back to the whole text, and a forward under a comment lands in `quoted`
+(the caller keeps the full text as well).
+
 Every test is a cheap look at one line and at most a few neighbours, and regexes run only on
 short lines, so a 100 KB body costs one pass. When in doubt the text is kept: a support
 engineer can skip a stray quote, but cannot read words that were thrown away.
@@ -109,10 +113,11 @@ _TAIL_WINDOW = _STRONG.max_lines
 
 
 def split_reply(text: str) -> ReplyParts:
-    """Split a plain-text body; never raises and never returns empty words for a non-blank body.
+    """Split a plain-text body. Never raises; new_text is empty only for a blank body.
 
     If stripping leaves nothing (the body is all quote, or starts with a signature), the text
-    above the first quote marker is the new text, or failing that the whole body.
+    above the first quote marker is the new text, or failing that the whole body, so the
+    client's words always reach the ticket.
     """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     quoted = [line.lstrip().startswith(">") for line in lines]
@@ -262,9 +267,7 @@ def _drop_inline_quotes(
     after_drop = False
     index = 0
     while index < len(head):
-        span = spans[index]
-        take = span if span and _quote_follows(head, quoted, index + span) else 0
-        take = 1 if quoted[index] else take
+        take = 1 if quoted[index] else _intro_span(head, quoted, spans, index)
         if take:
             if dropped and not after_drop:
                 dropped.append("")
@@ -279,6 +282,18 @@ def _drop_inline_quotes(
             kept.append(line)
         index += 1
     return kept, dropped
+
+
+def _intro_span(head: list[str], quoted: list[bool], spans: list[int], index: int) -> int:
+    """Lines of an attribution right above a '>' block, dropped with the block.
+
+    Above a '>' line a bare "Ivan wrote:" is an attribution too (old clients write no date).
+    """
+    span = spans[index]
+    if not span:
+        line = head[index].strip()
+        span = int(len(line) <= _MAX_MARKER_CHARS and _VERB_END.search(line) is not None)
+    return span if span and _quote_follows(head, quoted, index + span) else 0
 
 
 def _quote_follows(head: list[str], quoted: list[bool], start: int) -> bool:

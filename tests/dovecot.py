@@ -26,7 +26,7 @@ state_dir = {root}/state
 log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_login_user = dovenull
@@ -55,7 +55,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service anvil {{
@@ -87,7 +88,7 @@ def dovecot_missing_reason() -> str | None:
 
 
 class Dovecot:
-    def __init__(self, *, without_move: bool = False) -> None:
+    def __init__(self, *, without_move: bool = False, tls: bool = False) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="maild-dovecot-", dir="/tmp"))
         self.root.chmod(0o755)
         (self.root / "home").mkdir()
@@ -98,10 +99,30 @@ class Dovecot:
         self.port = free_port()
         # Without MOVE (and without IDLE) the source must fall back to COPY/EXPUNGE and polling.
         capability = "IMAP4rev1 UIDPLUS" if without_move else "+MOVE"
+        self.tls_port = free_port() if tls else 0
+        ssl_settings = self._make_certificate() if tls else "ssl = no"
         (self.root / "dovecot.conf").write_text(
-            CONFIG.format(root=self.root, port=self.port, capability=capability)
+            CONFIG.format(
+                root=self.root,
+                port=self.port,
+                capability=capability,
+                ssl=ssl_settings,
+                tls_port=self.tls_port,
+            )
         )
         self.process: subprocess.Popen[bytes] | None = None
+
+    def _make_certificate(self) -> str:
+        """A self-signed certificate for 127.0.0.1; maild trusts it through ca_file."""
+        self.certificate = self.root / "cert.pem"
+        key = self.root / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+             "-keyout", str(key), "-out", str(self.certificate)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        return f"ssl = yes\nssl_cert = <{self.certificate}\nssl_key = <{key}"
 
     def start(self) -> None:
         self.process = subprocess.Popen(

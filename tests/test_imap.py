@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -157,3 +158,41 @@ def test_password_never_appears_in_logs(imap_maild, dovecot, tmp_path):
     from tests.dovecot import PASSWORD
 
     assert PASSWORD not in (tmp_path / "maild.log").read_text()
+
+
+@pytest.mark.parametrize("mode", ["ssl", "starttls"])
+def test_tls_is_verified_against_ca_file(tmp_path, sqlite_url, mode):
+    reason = dovecot_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    server = Dovecot(tls=True)
+    server.start()
+    try:
+        port = server.tls_port if mode == "ssl" else server.port
+        toml = server.config_toml(**{mode: True}, ca_file=f'"{server.certificate}"').replace(
+            f"port = {server.port}", f"port = {port}"
+        )
+        config = write_config(tmp_path, sqlite_url, toml)
+        server.append(build_mail(message_id=f"<tls-{mode}@firm.ru>"))
+        _, spool = run_source_once(config, tmp_path / "spool", server)
+        assert len(spool.pending()) == 1
+    finally:
+        server.destroy()
+
+
+def test_untrusted_certificate_is_refused(tmp_path, sqlite_url):
+    reason = dovecot_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    server = Dovecot(tls=True)
+    server.start()
+    try:
+        toml = server.config_toml(ssl=True).replace(
+            f"port = {server.port}", f"port = {server.tls_port}"
+        )
+        mailbox = load_config(write_config(tmp_path, sqlite_url, toml)).imap[0]
+        source = ImapSource(mailbox, Spool(tmp_path / "spool"), lambda: None, threading.Event())
+        with pytest.raises(ssl.SSLCertVerificationError):
+            source.connect()
+    finally:
+        server.destroy()

@@ -87,7 +87,7 @@ class ImapSource:
 
     def connect(self) -> IMAPClient:
         config = self.config
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cafile=config.ca_file)
         client = IMAPClient(
             config.host, port=config.port, ssl=config.ssl, ssl_context=context,
             timeout=CONNECT_TIMEOUT_SECONDS,
