@@ -26,26 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from ingest import generate_corpus  # noqa: E402
+from ingest import MAILD_CONFIG, generate_corpus  # noqa: E402
 
 from tests.dovecot import Dovecot  # noqa: E402
 from tests.mailbuilder import build_mail  # noqa: E402
 
-CONFIG = """\
-[database]
-url = "sqlite:///maild.db"
-[artifacts]
-path = "artifacts"
-[spool]
-path = "spool"
-[outbound]
-transport = "maildir:outbox"
-from = "SIS Support <info@sis.ru>"
-[inbound.smtp]
-enabled = false
-[guard]
-autoreply_limit = 100000
-"""
+# The same installation as bench/ingest.py, with SMTP off and the IMAP table added below.
+CONFIG = MAILD_CONFIG.replace("autoreply_limit = 1000", "autoreply_limit = 100000")
 
 
 def wait(predicate, timeout: float = 600.0, step: float = 0.005) -> None:

@@ -49,6 +49,25 @@ def imap_maild(tmp_path, sqlite_url, dovecot):
             assert process.wait(timeout=30) == 0, (tmp_path / "maild.log").read_text()
 
 
+@pytest.fixture
+def make_dovecot():
+    """A Dovecot with options (no MOVE, TLS), started now and destroyed after the test."""
+    reason = dovecot_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    servers = []
+
+    def make(**options) -> Dovecot:
+        server = Dovecot(**options)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.destroy()
+
+
 def tickets(config) -> list[dict]:
     return json.loads(maild_cli(config, "tickets", "list", "--json"))
 
@@ -131,20 +150,15 @@ def test_uidvalidity_change_rereads_the_folder(tmp_path, sqlite_url, dovecot):
     assert source.state_file.load() == UidState(uidvalidity, 2)
 
 
-def test_server_without_move_or_idle_gets_copy_expunge_and_polling(tmp_path, sqlite_url):
-    reason = dovecot_missing_reason()
-    if reason:
-        pytest.skip(reason)
-    server = Dovecot(without_move=True)
-    server.start()
-    try:
-        config = write_config(tmp_path, sqlite_url, server.config_toml(poll_seconds=1))
-        server.append(build_mail(message_id="<nm1@firm.ru>"))
-        _, spool = run_source_once(config, tmp_path / "spool", server)
-        assert len(spool.pending()) == 1
-        assert server.count("Processed") == 1
-    finally:
-        server.destroy()
+def test_server_without_move_or_idle_gets_copy_expunge_and_polling(
+    tmp_path, sqlite_url, make_dovecot
+):
+    server = make_dovecot(without_move=True)
+    config = write_config(tmp_path, sqlite_url, server.config_toml(poll_seconds=1))
+    server.append(build_mail(message_id="<nm1@firm.ru>"))
+    _, spool = run_source_once(config, tmp_path / "spool", server)
+    assert len(spool.pending()) == 1
+    assert server.count("Processed") == 1
 
 
 def test_password_never_appears_in_logs(imap_maild, dovecot, tmp_path):
@@ -155,38 +169,24 @@ def test_password_never_appears_in_logs(imap_maild, dovecot, tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["ssl", "starttls"])
-def test_tls_is_verified_against_ca_file(tmp_path, sqlite_url, mode):
-    reason = dovecot_missing_reason()
-    if reason:
-        pytest.skip(reason)
-    server = Dovecot(tls=True)
-    server.start()
-    try:
-        port = server.tls_port if mode == "ssl" else server.port
-        toml = server.config_toml(**{mode: True}, ca_file=f'"{server.certificate}"').replace(
-            f"port = {server.port}", f"port = {port}"
-        )
-        config = write_config(tmp_path, sqlite_url, toml)
-        server.append(build_mail(message_id=f"<tls-{mode}@firm.ru>"))
-        _, spool = run_source_once(config, tmp_path / "spool", server)
-        assert len(spool.pending()) == 1
-    finally:
-        server.destroy()
+def test_tls_is_verified_against_ca_file(tmp_path, sqlite_url, make_dovecot, mode):
+    server = make_dovecot(tls=True)
+    port = server.tls_port if mode == "ssl" else server.port
+    toml = server.config_toml(**{mode: True}, ca_file=f'"{server.certificate}"').replace(
+        f"port = {server.port}", f"port = {port}"
+    )
+    config = write_config(tmp_path, sqlite_url, toml)
+    server.append(build_mail(message_id=f"<tls-{mode}@firm.ru>"))
+    _, spool = run_source_once(config, tmp_path / "spool", server)
+    assert len(spool.pending()) == 1
 
 
-def test_untrusted_certificate_is_refused(tmp_path, sqlite_url):
-    reason = dovecot_missing_reason()
-    if reason:
-        pytest.skip(reason)
-    server = Dovecot(tls=True)
-    server.start()
-    try:
-        toml = server.config_toml(ssl=True).replace(
-            f"port = {server.port}", f"port = {server.tls_port}"
-        )
-        mailbox = load_config(write_config(tmp_path, sqlite_url, toml)).imap[0]
-        source = ImapSource(mailbox, Spool(tmp_path / "spool"), lambda: None, threading.Event())
-        with pytest.raises(ssl.SSLCertVerificationError):
-            source.connect()
-    finally:
-        server.destroy()
+def test_untrusted_certificate_is_refused(tmp_path, sqlite_url, make_dovecot):
+    server = make_dovecot(tls=True)
+    toml = server.config_toml(ssl=True).replace(
+        f"port = {server.port}", f"port = {server.tls_port}"
+    )
+    mailbox = load_config(write_config(tmp_path, sqlite_url, toml)).imap[0]
+    source = ImapSource(mailbox, Spool(tmp_path / "spool"), lambda: None, threading.Event())
+    with pytest.raises(ssl.SSLCertVerificationError):
+        source.connect()
