@@ -92,6 +92,9 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
     paths: list[str] = args.paths
     tally: Counter[str] = Counter()
     interactive = sys.stderr.isatty() and not args.json
+    if interactive and not getattr(args, "verbose", False):
+        # The progress bar and the summary say it all; per-message lines are for -v and logs.
+        logging.getLogger("maild").setLevel(logging.WARNING)
     with tqdm(
         total=input_size([p for p in paths if p != "-"]) or None, unit="B", unit_scale=True,
         disable=not interactive, desc="ingest",
