@@ -29,7 +29,7 @@ def canonical_codec(label: str | None) -> str:
         return ""
     try:
         return codecs.lookup(name).name
-    except LookupError:
+    except (LookupError, ValueError):  # unknown, or a label with a NUL byte in it
         return ""
 
 

@@ -220,3 +220,11 @@ def test_acknowledgement_decision(changes, today, bouncing, expected):
         facts(**changes), acks_today=today, limit=5, sender_bouncing=bouncing
     )
     assert (decision.send, decision.reason) == expected
+
+
+def test_charset_label_with_nul_byte_is_unknown_not_an_error():
+    """Found by tests/test_parser_fuzz.py: codecs.lookup raises ValueError on a NUL."""
+    assert decode_bytes(RUSSIAN.encode("cp1251"), "windows-\x001251") == (
+        RUSSIAN,
+        "charset_guessed",
+    )
