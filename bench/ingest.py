@@ -16,7 +16,6 @@ import email
 import email.header
 import email.policy
 import json
-import os
 import random
 import sqlite3
 import statistics
@@ -311,21 +310,29 @@ def run_baseline(policy_name: str, corpus: Path, work: Path) -> None:
         database.execute("COMMIT")
 
 
-def measure_child(arguments: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MB) and stdout of one child process, measured by wait4.
+# A child forked from this (large) process reports this process's peak RSS as its own on
+# Linux; a small wrapper starts the measured command and reports its children's peak instead.
+_RSS_WRAPPER = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+    "sys.exit(code)"
+)
 
-    RUSAGE_CHILDREN would report the largest child so far, not this one.
-    """
+
+def measure_child(arguments: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB) and stdout of one command, through the RSS wrapper."""
     with tempfile.TemporaryFile() as output:
         started = time.perf_counter()
-        child = subprocess.Popen(arguments, stdout=output, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(child.pid, 0)
+        completed = subprocess.run(
+            [sys.executable, "-c", _RSS_WRAPPER, *arguments],
+            stdout=output, stderr=subprocess.PIPE, check=False,
+        )  # fmt: skip
         seconds = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode != 0:
-            raise RuntimeError(f"{arguments[:4]} exited with {child.returncode}")
+        if completed.returncode != 0:
+            raise RuntimeError(f"{arguments[:4]} exited with {completed.returncode}")
+        peak_kb = int(completed.stderr.decode().strip().splitlines()[-1])
         output.seek(0)
-        return seconds, usage.ru_maxrss / 1024, output.read().decode()
+        return seconds, peak_kb / 1024, output.read().decode()
 
 
 def measure_baseline(name: str, corpus: Path, count: int, megabytes: float) -> Result:
