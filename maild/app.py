@@ -16,6 +16,7 @@ from maild.outbound import DeliveryCounts, Transport, deliver_pending, transport
 from maild.pipeline import Pipeline
 from storage import repositories as repo
 from storage.artifacts import ArtifactStore
+from storage.crypto import ArtifactCryptoError, create_key_file, load_key
 from storage.db import make_engine, make_session_factory
 from storage.spool import Spool
 
@@ -57,9 +58,20 @@ def initialize(config: Config) -> None:
             repo.sync_engineers(session, ((e.email, e.name) for e in config.engineers))
     finally:
         engine.dispose()
-    ArtifactStore(config.artifacts.path).ensure()
+    if create_key_file(config.artifacts.key_file):
+        log.info("created the artifact key %s; back it up: without it no artifact can be read",
+                 config.artifacts.key_file)  # fmt: skip
+    open_artifact_store(config).ensure()
     Spool(config.spool.path).ensure()
     transport_from_url(config.outbound.transport)
+
+
+def open_artifact_store(config: Config) -> ArtifactStore:
+    try:
+        key = load_key(config.artifacts.key_file)
+    except ArtifactCryptoError as error:
+        raise ConfigError(f"artifacts.key_file: {error}") from None
+    return ArtifactStore(config.artifacts.path, key)
 
 
 def open_app(config: Config, clock: Clock | None = None) -> App:
@@ -76,7 +88,11 @@ def open_app(config: Config, clock: Clock | None = None) -> App:
     sessions = make_session_factory(engine)
     with sessions.begin() as session:
         repo.sync_engineers(session, ((e.email, e.name) for e in config.engineers))
-    artifacts = ArtifactStore(config.artifacts.path)
+    try:
+        artifacts = open_artifact_store(config)
+    except ConfigError:
+        engine.dispose()
+        raise
     artifacts.ensure()
     spool = Spool(config.spool.path)
     spool.ensure()

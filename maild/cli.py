@@ -9,19 +9,23 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any, TextIO
 
 from tqdm import tqdm
 
 from maild import __version__
 from maild.app import App, initialize, open_app
+from maild.compose import filesize
 from maild.config import Config, load_config
 from maild.errors import MaildError
 from maild.pipeline import Incoming, IngestResult
 from maild.sources.files import input_size, iter_messages
 from maild.worker import batched, process_batch
+from storage.export import export_artifact, resolve_artifact
+from storage.retention import find_purge_candidates, purge_artifacts
 from storage.spool import new_spool_id
-from storage.views import list_tickets, ticket_detail
+from storage.views import list_tickets, ticket_attachments, ticket_detail
 
 log = logging.getLogger("maild.cli")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -41,8 +45,8 @@ def _setup_logging(config: Config, verbose: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _print_json(value: Any, stream: TextIO = sys.stdout) -> None:
-    stream.write(json.dumps(value, ensure_ascii=False) + "\n")
+def _print_json(value: Any, stream: TextIO | None = None) -> None:
+    (stream or sys.stdout).write(json.dumps(value, ensure_ascii=False) + "\n")
 
 
 # --- init ---
@@ -105,7 +109,7 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
         )
         for batch in batched(incoming):
             results = _ingest_batch(app, batch)
-            progress.update(sum(len(item.raw) for item in batch))
+            progress.update(sum(item.raw.size for item in batch))
             if results is None:
                 tally["failed"] += len(batch)
                 log.error("%s messages not ingested: the database stayed unavailable", len(batch))
@@ -156,10 +160,7 @@ def _print_ticket(detail: dict[str, Any]) -> None:
         arrow = "<-" if message["direction"] == "in" else "->"
         lines += ["", f"{arrow} {message['date']} {message['sender']} [{message['visibility']}]"]
         lines += ["   " + line for line in message["text"].splitlines()]
-        lines += [
-            f"   [{a['kind']}] {a['filename']} ({a['size']} bytes, sha256 {a['sha256'][:12]})"
-            for a in message["attachments"]
-        ]
+        lines += ["   " + _attachment_line(a) for a in message["attachments"]]
     print("\n".join(lines))  # noqa: T201
 
 
@@ -175,6 +176,103 @@ def cmd_tickets_show(config: Config, args: argparse.Namespace) -> int:
         _print_json(detail)
     else:
         _print_ticket(detail)
+    return EXIT_OK
+
+
+# --- artifacts ---
+
+
+def _attachment_line(item: dict[str, Any]) -> str:
+    state = (
+        f"REFUSED: {item['refused']}" if item["refused"]
+        else "purged" if item["purged"]
+        else f"sha256 {item['sha256'][:12]}"
+    )  # fmt: skip
+    flags = f"  !{','.join(item['flags'])}" if item["flags"] else ""
+    size = filesize(item["size"])
+    return f"#{item['id']} [{item['kind']}] {item['filename']} ({size}, {state}){flags}"
+
+
+def cmd_artifacts_list(config: Config, args: argparse.Namespace) -> int:
+    app = open_app(config)
+    with app.sessions() as session:
+        found = ticket_attachments(session, args.ticket)
+    app.close()
+    if found is None:
+        print(f"maild: no ticket {args.ticket}", file=sys.stderr)  # noqa: T201
+        return EXIT_FAILED
+    if args.json:
+        _print_json(found)
+        return EXIT_OK
+    lines = []
+    for item in found:
+        lines.append(_attachment_line(item))
+        archive = item["archive"]
+        if archive:
+            lines.append(
+                f"    {archive['format']}: {archive['entry_count']} entries, "
+                f"{filesize(archive['total_size'])} unpacked"
+            )
+            lines += [
+                f"    {'  ' * entry['depth']}{entry['name']} ({filesize(entry['size'])})"
+                + ("  !unsafe path" if entry["unsafe_path"] else "")
+                for entry in archive["entries"][:50]
+            ]
+            if archive["entry_count"] > 50:
+                lines.append(f"    ... {archive['entry_count'] - 50} more (--json lists them)")
+    print("\n".join(lines) if lines else "no attachments")  # noqa: T201
+    return EXIT_OK
+
+
+def cmd_artifacts_get(config: Config, args: argparse.Namespace) -> int:
+    app = open_app(config)
+    try:
+        with app.sessions() as session:
+            sha256, filename = resolve_artifact(session, args.id)
+        size = export_artifact(app.artifacts, sha256, args.out, force=args.force,
+                               progress=sys.stderr.isatty() and args.out != "-")  # fmt: skip
+    finally:
+        app.close()
+    if args.out != "-":
+        print(f"{filename}: {size} bytes written to {args.out} (sha256 verified)", file=sys.stderr)  # noqa: T201
+    return EXIT_OK
+
+
+def cmd_artifacts_purge(config: Config, args: argparse.Namespace) -> int:
+    days = args.older_than if args.older_than is not None else config.artifacts.retention_days
+    if days <= 0:
+        print("maild: artifacts.retention_days is 0: artifacts are kept forever", file=sys.stderr)  # noqa: T201
+        return EXIT_OK
+    app = open_app(config)
+    now = app.clock.now()
+    cutoff = now - timedelta(days=days)
+    try:
+        with app.sessions.begin() as session:
+            candidates = find_purge_candidates(session, cutoff)
+            total = sum(c.size for c in candidates)
+            deleted = 0
+            if not args.dry_run:
+                with tqdm(total=total, unit="B", unit_scale=True, desc="purge",
+                          disable=not sys.stderr.isatty() or args.json) as bar:  # fmt: skip
+                    deleted = purge_artifacts(
+                        session, app.artifacts, candidates, now=now,
+                        on_purged=lambda c: bar.update(c.size),
+                    )  # fmt: skip
+    finally:
+        app.close()
+    summary = {
+        "dry_run": args.dry_run, "cutoff": cutoff.isoformat(), "artifacts": len(candidates),
+        "bytes": total, "deleted_files": deleted,
+        "tickets": sorted({t for c in candidates for t in c.tickets}),
+    }  # fmt: skip
+    if args.json:
+        _print_json(summary)
+    else:
+        verb = "would purge" if args.dry_run else "purged"
+        print(  # noqa: T201
+            f"{verb} {len(candidates)} artifacts ({filesize(total)}) of "
+            f"{len(summary['tickets'])} tickets closed before {cutoff:%Y-%m-%d}"
+        )
     return EXIT_OK
 
 
@@ -234,7 +332,38 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id", type=int, metavar="ID")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_tickets_show)
+    _artifact_commands(commands, common)
     return parser
+
+
+def _artifact_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    artifacts = commands.add_parser(
+        "artifacts", parents=[common], help="list, export or purge stored attachments"
+    )
+    actions = artifacts.add_subparsers(dest="artifacts_command", required=True, metavar="ACTION")
+    listing = actions.add_parser(
+        "list", parents=[common], help="a ticket's attachments, archive contents and warnings"
+    )
+    listing.add_argument("ticket", type=int, metavar="TICKET")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_artifacts_list)
+    get = actions.add_parser(
+        "get", parents=[common], help="decrypt one artifact into a file (or - for stdout)"
+    )
+    get.add_argument(
+        "id", metavar="ID", help="attachment number from `artifacts list`, or sha256 (prefix)"
+    )
+    get.add_argument("--out", "-o", required=True, metavar="FILE")
+    get.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    get.set_defaults(handler=cmd_artifacts_get)
+    purge = actions.add_parser(
+        "purge", parents=[common],
+        help="delete artifacts of tickets closed longer than artifacts.retention_days",
+    )  # fmt: skip
+    purge.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    purge.add_argument("--older-than", type=int, metavar="DAYS", help="instead of retention_days")
+    purge.add_argument("--json", action="store_true")
+    purge.set_defaults(handler=cmd_artifacts_purge)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

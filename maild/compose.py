@@ -188,44 +188,76 @@ def loop_marker(config: Config) -> str:
     return config.mailbox.address
 
 
+@dataclass(frozen=True, slots=True)
+class ReplyTo:
+    """Whom an automatic reply answers, and in which ticket."""
+
+    ticket_id: int
+    token: str
+    subject: str
+    language: str
+    client: tuple[str, str]
+    answering: str | None
+    references: Sequence[str]
+
+
 def acknowledgement(
     config: Config,
+    reply: ReplyTo,
     *,
-    ticket_id: int,
-    token: str,
-    subject: str,
-    language: str,
-    client: tuple[str, str],
     attachments: Sequence[AttachmentInfo],
     missing: Sequence[str],
-    answering: str | None,
-    references: Sequence[str],
     now: datetime,
 ) -> OutgoingMail:
+    return _auto_reply(
+        config, reply, "acknowledgement", now,
+        attachments=[item for item in attachments if not item.inline and not item.refused],
+        missing=list(missing), **_refusals(config, attachments),
+    )  # fmt: skip
+
+
+def attachment_refusal(
+    config: Config, reply: ReplyTo, *, attachments: Sequence[AttachmentInfo], now: datetime
+) -> OutgoingMail:
+    """A follow-up gets no acknowledgement, but a refused file must not go unmentioned."""
+    return _auto_reply(config, reply, "attachment_refused", now, **_refusals(config, attachments))
+
+
+def _refusals(config: Config, attachments: Sequence[AttachmentInfo]) -> dict[str, Any]:
+    return {
+        "refused": [item for item in attachments if item.refused],
+        "max_attachment": config.artifacts.max_attachment_bytes,
+        "max_message": config.artifacts.max_message_bytes,
+    }
+
+
+def _auto_reply(
+    config: Config, reply: ReplyTo, template: str, now: datetime, **context: Any
+) -> OutgoingMail:
     text = render(
-        "acknowledgement",
-        language,
-        client_name=client[0],
-        token=token,
-        subject=subject,
-        attachments=[item for item in attachments if not item.inline],
-        missing=list(missing),
+        template,
+        reply.language,
+        client_name=reply.client[0],
+        token=reply.token,
+        subject=reply.subject,
         support_address=config.mailbox.address,
+        **context,
     )
-    message_id = new_message_id(config, ticket_id)
-    full_subject = f"{token} {subject}"
+    message_id = new_message_id(config, reply.ticket_id)
+    full_subject = f"{reply.token} {reply.subject}"
+    answering = reply.answering
     mail = build_mail(
         config,
-        to=[client],
+        to=[reply.client],
         subject=full_subject,
         text=text,
         message_id=message_id,
         in_reply_to=answering,
-        references=[*references, answering] if answering else references,
+        references=[*reply.references, answering] if answering else reply.references,
         now=now,
         auto_submitted="auto-replied",
     )
     # RFC 3834 3.3: an automatic response goes out with a null return path, so that no
     # bounce of it can start a loop.
     raw = wire_bytes(mail)
-    return OutgoingMail(message_id, full_subject, (client[1],), "", text, raw)
+    return OutgoingMail(message_id, full_subject, (reply.client[1],), "", text, raw)

@@ -39,7 +39,12 @@ class DatabaseConfig:
 @dataclass(frozen=True, slots=True)
 class ArtifactsConfig:
     path: Path
+    key_file: Path
     max_attachment_bytes: int
+    max_message_bytes: int
+    """All accepted attachments of one message together; later ones are refused."""
+    retention_days: int
+    """Artifacts of tickets closed longer than this are purged; 0 keeps them forever."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +294,10 @@ _SCHEMA: dict[str, dict[str, tuple[Checker, Any]]] = {
     "database": {"url": (_database_url, "sqlite:///var/maild.db")},
     "artifacts": {
         "path": (_string, "var/artifacts"),
-        "max_attachment_mb": (_megabytes, 100),
+        "key_file": (_string, "var/secrets/artifacts.key"),
+        "max_attachment_mb": (_megabytes, 1024),
+        "max_message_mb": (_megabytes, 2048),
+        "retention_days": (_non_negative_int, 90),
     },
     "outbound": {
         "transport": (_transport, "maildir:var/outbox"),
@@ -482,7 +490,10 @@ def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | Non
         database=DatabaseConfig(_resolve_url(base_dir, values["database"]["url"])),
         artifacts=ArtifactsConfig(
             _resolve(base_dir, values["artifacts"]["path"]),
+            _resolve(base_dir, values["artifacts"]["key_file"]),
             values["artifacts"]["max_attachment_mb"],
+            values["artifacts"]["max_message_mb"],
+            values["artifacts"]["retention_days"],
         ),
         outbound=OutboundConfig(
             _resolve_transport(base_dir, outbound["transport"]),

@@ -26,7 +26,8 @@ from parsers.checklist import find_checklist_facts, missing_items
 from parsers.classify import MessageFacts, message_facts
 from parsers.identity import MessageIdentity, identify_message
 from parsers.message import parse_message
-from parsers.types import ParsedMessage
+from parsers.rawmail import RawMail
+from parsers.types import ParsedMessage, StoredBlob
 from storage import repositories as repo
 from storage.artifacts import ArtifactStore
 from storage.models import InboundMessage, Message, OutboxMessage, Ticket
@@ -77,8 +78,12 @@ class IngestResult:
 @dataclass(frozen=True, slots=True)
 class Incoming:
     spool_id: str
-    raw: bytes
+    raw: RawMail
     source: str
+
+    @classmethod
+    def of(cls, spool_id: str, raw: bytes, source: str) -> Incoming:
+        return cls(spool_id, RawMail.of(raw), source)
 
 
 @dataclass(slots=True)
@@ -150,7 +155,7 @@ class Pipeline:
         identity = identify_message(incoming.raw)
         replayed, _ = repo.ledger_matches(session, incoming.spool_id, identity.dedup_key)
         if replayed is None:
-            blob = self.artifacts.put(incoming.raw)
+            blob = _store_raw(self.artifacts, incoming.raw)
             repo.record_artifact(session, blob.sha256, blob.size)
             row = _ledger_row(incoming, identity, "quarantined", reason)
             session.add(row)
@@ -172,7 +177,7 @@ def _ledger_row(
         source=incoming.source[:255],
         dedup_key=identity.dedup_key,
         raw_sha256=identity.raw_sha256,
-        raw_size=len(incoming.raw),
+        raw_size=incoming.raw.size,
         message_id=identity.message_id,
         state=state,
         reason=reason,
@@ -217,14 +222,23 @@ def stage_ledger(pipeline: Pipeline, work: Work) -> IngestResult | None:
 
 
 def stage_parse(pipeline: Pipeline, work: Work) -> IngestResult | None:
-    blob = pipeline.artifacts.put(work.incoming.raw)
+    blob = _store_raw(pipeline.artifacts, work.incoming.raw)
     repo.record_artifact(work.session, blob.sha256, blob.size)
+    limits = pipeline.config.artifacts
     work.parsed = parse_message(
         work.incoming.raw,
         pipeline.artifacts,
-        max_attachment_bytes=pipeline.config.artifacts.max_attachment_bytes,
+        max_attachment_bytes=limits.max_attachment_bytes,
+        max_message_bytes=limits.max_message_bytes,
     )
     return None
+
+
+def _store_raw(artifacts: ArtifactStore, raw: RawMail) -> StoredBlob:
+    if raw.data is not None:
+        return artifacts.put(raw.data)
+    with raw.open() as stream:
+        return artifacts.put_stream(stream)
 
 
 def _inbound_id(work: Work) -> int:
@@ -428,13 +442,24 @@ def stage_act(pipeline: Pipeline, work: Work) -> IngestResult | None:
     thread, ticket = work.thread, work.ticket
     thread = known(thread)
     ticket = known(ticket)
+    refused = [a for a in known(work.parsed).attachments if a.refused]
+    if refused:
+        repo.add_event(
+            work.session, "attachment_refused", refused[0].refused or "", ticket_id=ticket.id,
+            detail={"files": [{"filename": a.filename, "size": a.size, "reason": a.refused}
+                              for a in refused]},
+        )  # fmt: skip
     if thread.action is ThreadAction.NEW_TICKET:
-        _acknowledge(pipeline, work, ticket)
+        _auto_reply(pipeline, work, ticket, purpose="acknowledgement")
         return _finish(work, IngestAction.NEW_TICKET, thread.reason)
+    if refused:
+        _auto_reply(pipeline, work, ticket, purpose="attachment_refused")
     return _finish(work, IngestAction.FOLLOW_UP, thread.reason)
 
 
-def _acknowledge(pipeline: Pipeline, work: Work, ticket: Ticket) -> None:
+def _auto_reply(pipeline: Pipeline, work: Work, ticket: Ticket, *, purpose: str) -> None:
+    """The acknowledgement of a new ticket, or the note that a follow-up's file was refused;
+    both under the guard's rules for automatic replies (RFC 3834, rate limit, bounces)."""
     parsed, facts = work.parsed, work.facts
     parsed = known(parsed)
     facts = known(facts)
@@ -442,44 +467,46 @@ def _acknowledge(pipeline: Pipeline, work: Work, ticket: Ticket) -> None:
     session, now, requester = work.session, pipeline.clock.now(), sender.email
     decision = decide_acknowledgement(
         facts,
-        acks_today=repo.count_recent_outbox(
-            session, requester, "acknowledgement", now - timedelta(days=1)
-        ),
+        acks_today=repo.count_recent_outbox(session, requester, purpose, now - timedelta(days=1)),
         limit=pipeline.config.guard.autoreply_limit,
         sender_bouncing=repo.contact_is_bouncing(session, requester),
     )
     if not decision.send:
-        repo.add_event(session, "ack_suppressed", decision.reason, ticket_id=ticket.id)
+        repo.add_event(
+            session, "ack_suppressed", decision.reason, ticket_id=ticket.id,
+            detail={"purpose": purpose},
+        )  # fmt: skip
         return
-    checklist = find_checklist_facts(
-        parsed.new_text or parsed.full_text, (a.kind for a in parsed.attachments)
-    )
-    missing = [str(item) for item in missing_items(checklist)]
-    mail = compose.acknowledgement(
-        pipeline.config,
+    reply = compose.ReplyTo(
         ticket_id=ticket.id,
         token=format_token(pipeline.config.token_prefix, ticket.id),
         subject=ticket.subject,
         language=ticket.language,
         client=(sender.name, requester),
-        attachments=parsed.attachments,
-        missing=missing,
         answering=parsed.message_id,
         references=parsed.references,
-        now=now,
     )
+    if purpose == "acknowledgement":
+        checklist = find_checklist_facts(
+            parsed.new_text or parsed.full_text,
+            (a.kind for a in parsed.attachments if not a.refused),
+        )
+        missing = [str(item) for item in missing_items(checklist)]
+        mail = compose.acknowledgement(
+            pipeline.config, reply, attachments=parsed.attachments, missing=missing, now=now
+        )
+        detail: dict[str, Any] = {"missing": missing}
+    else:
+        mail = compose.attachment_refusal(
+            pipeline.config, reply, attachments=parsed.attachments, now=now
+        )
+        detail = {}
     queue_mail(
-        session,
-        ticket,
-        mail,
-        purpose="acknowledgement",
-        recipient=requester,
-        now=now,
+        session, ticket, mail, purpose=purpose, recipient=requester, now=now,
         sender=pipeline.config.mailbox.address,
-    )
-    repo.add_event(
-        session, "acknowledged", decision.reason, ticket_id=ticket.id, detail={"missing": missing}
-    )
+    )  # fmt: skip
+    kind = "acknowledged" if purpose == "acknowledgement" else "refusal_sent"
+    repo.add_event(session, kind, decision.reason, ticket_id=ticket.id, detail=detail)
 
 
 def queue_mail(

@@ -68,7 +68,7 @@ def process_batch(pipeline: Pipeline, batch: Sequence[Incoming]) -> list[IngestR
                 if time.monotonic() - started > BATCH_SECONDS:
                     break
             pipeline.artifacts.sync()
-    except BatchAborted as error:
+    except (BatchAborted, TransientError) as error:
         log.warning("batch of %s rolled back, will retry: %s", len(batch), error)
         return None
     except DBAPIError as error:
@@ -84,7 +84,7 @@ def process_safely(pipeline: Pipeline, incoming: Incoming) -> IngestResult | Non
 
 
 def batched(
-    items: Iterable[Incoming], *, size_of: Callable[[Incoming], int] = lambda i: len(i.raw)
+    items: Iterable[Incoming], *, size_of: Callable[[Incoming], int] = lambda i: i.raw.size
 ) -> Iterator[list[Incoming]]:
     """Groups of at most BATCH_MESSAGES messages and about BATCH_BYTES bytes."""
     batch: list[Incoming] = []

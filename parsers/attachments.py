@@ -174,7 +174,7 @@ _EXTENSIONS: dict[str, ArtifactKind] = {
     **dict.fromkeys(("conf", "cfg", "ini", "xml", "json", "yaml", "yml", "toml", "properties",
                      "config", "reg"), ArtifactKind.CONFIG),
     **dict.fromkeys(("pdf", "doc", "docx", "docm", "xls", "xlsx", "xlsm", "odt", "ods", "odp",
-                     "rtf", "ppt", "pptx", "csv", "html", "htm", "md", "msg"),
+                     "rtf", "ppt", "pptx", "csv", "html", "htm", "md", "msg", "eml"),
                     ArtifactKind.DOCUMENT),
 }  # fmt: skip
 _CORE_NAME = re.compile(r"core(?:\.\d+)?")

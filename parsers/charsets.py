@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import re
 
 # Labels real mail uses that Python does not know, or knows under another name.
 _ALIASES = {
@@ -16,6 +17,10 @@ _ALIASES = {
 # Labels that clients put on text they did not check: high bytes under them are suspect.
 _WEAK_LABELS = frozenset({"", "ascii", "latin-1", "iso8859-1", "cp1252"})
 _CYRILLIC_GUESSES = ("cp1251", "koi8_r", "cp866")
+_SINGLE_BYTE_CYRILLIC = frozenset(
+    {"cp1251", "koi8-r", "koi8-u", "cp866", "iso8859-5", "mac-cyrillic"}
+)
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]")
 _LOWER_CYRILLIC = frozenset("абвгдеёжзийклмнопрстуфхцчшщъыьэюя")
 
 
@@ -31,6 +36,17 @@ def canonical_codec(label: str | None) -> str:
         return codecs.lookup(name).name
     except (LookupError, ValueError):  # unknown, or a label with a NUL byte in it
         return ""
+
+
+def _is_multibyte_utf8(data: bytes) -> bool:
+    """Valid UTF-8 with at least a few multi-byte characters (one could be chance)."""
+    if len(_UTF8_SEQUENCE.findall(data[:4096])) < 3:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _cyrillic_score(text: str) -> int:
@@ -60,6 +76,12 @@ def decode_bytes(data: bytes, label: str | None) -> tuple[str, str | None]:
     codec = canonical_codec(label)
     if data.isascii():
         return data.decode("ascii"), None
+    if codec in _SINGLE_BYTE_CYRILLIC and _is_multibyte_utf8(data):
+        # Every byte string "decodes" in an 8-bit table, so the label cannot be tested that
+        # way; but Cyrillic text in cp1251/koi8-r is practically never valid multi-byte UTF-8
+        # (its letters are lead bytes without continuation bytes), while mail re-labelled by a
+        # gateway or a 1C template often is.
+        return data.decode("utf-8"), "charset_mislabeled"
     if codec and codec not in _WEAK_LABELS:
         try:
             return data.decode(codec), None

@@ -24,8 +24,15 @@ class _TextCollector(HTMLParser):
         self.pre_depth = 0
 
     def _flush(self) -> None:
-        """End the current line if it holds anything (blocks do not stack blank lines)."""
-        if "".join(self.current).strip():
+        """End the current line if it holds anything (blocks do not stack blank lines).
+
+        A block of only &nbsp; is how Outlook and Word write an empty line on purpose.
+        """
+        joined = "".join(self.current)
+        if joined.strip():
+            self._break()
+        elif "\u00a0" in joined:
+            self.current = []
             self._break()
         self.current = []
 

@@ -14,24 +14,33 @@ import email
 import email.header
 import email.utils
 import logging
+import mimetypes
 import re
+import urllib.parse
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.errors import HeaderParseError
 from email.message import Message
 
+from tnefparse import TNEF  # type: ignore[import-untyped]
+
+from parsers.archives import detect_archive_format, list_archive
 from parsers.attachments import classify_attachment, sanitize_filename
 from parsers.charsets import canonical_codec, decode_bytes
 from parsers.html_text import html_to_text
 from parsers.identity import normalize_message_id
 from parsers.quotes import split_reply
+from parsers.rawmail import RawMail
+from parsers.streaming import SNIFF_BYTES, ExtractedPart, SizeBudget, SlimMessage, slim_message
 from parsers.types import (
     Address,
     ArtifactSink,
     AttachmentInfo,
     DeliveryReport,
     ParsedMessage,
+    StoredBlob,
 )
 
 log = logging.getLogger(__name__)
@@ -45,7 +54,6 @@ KEPT_HEADERS = frozenset({
     "x-failed-recipients", "delivered-to",
 })  # fmt: skip
 MAX_MIME_DEPTH = 30
-_SNIFF_BYTES = 4096
 
 
 _ADDRESS_FALLBACK = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
@@ -152,7 +160,9 @@ class _BodyCollector:
     """Mutable scratch space of one parse; the result is frozen into ParsedMessage."""
 
     sink: ArtifactSink
-    max_attachment_bytes: int
+    budget: SizeBudget
+    slim: SlimMessage | None = None
+    cid_references: frozenset[str] = frozenset()
     texts: list[str] = field(default_factory=list)
     attachments: list[AttachmentInfo] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
@@ -173,18 +183,69 @@ def _part_text(part: Message, collector: _BodyCollector) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if part.get_content_subtype() == "html":
         return html_to_text(text)
+    if str(part.get_param("format", "")).lower() == "flowed":
+        return unflow(text, delete_space=str(part.get_param("delsp", "")).lower() == "yes")
     return text
 
 
+def unflow(text: str, *, delete_space: bool) -> str:
+    """RFC 3676 format=flowed (Apple Mail, Thunderbird): a line ending in a space continues."""
+    output: list[str] = []
+    depth, joined = -1, ""
+
+    def flush() -> None:
+        nonlocal depth, joined
+        if depth >= 0:
+            output.append((">" * depth + " " if depth else "") + joined)
+        depth, joined = -1, ""
+
+    for line in text.split("\n"):
+        quote = len(line) - len(line.lstrip(">"))
+        content = line[quote:]
+        content = content[1:] if content.startswith(" ") else content  # space-stuffing
+        if content == "-- ":  # the signature separator never flows
+            flush()
+            output.append(line)
+            continue
+        flowed = content.endswith(" ")
+        if flowed and delete_space:
+            content = content[:-1]
+        if depth != quote:
+            flush()
+            depth = quote
+        joined += content
+        if not flowed:
+            flush()
+    flush()
+    return "\n".join(output)
+
+
 def _filename(part: Message) -> str | None:
+    carrier = _with_8bit_params_decoded(part)
     try:
-        name = part.get_filename()
+        name = carrier.get_filename()
     except (ValueError, LookupError, HeaderParseError):
         return None
     if name is None:
-        param = part.get_param("name")
+        param = carrier.get_param("name")
         name = param if isinstance(param, str) else None
     return decode_header_value(name) if name else None
+
+
+def _with_8bit_params_decoded(part: Message) -> Message:
+    """Raw 8-bit bytes in Content-Disposition/Content-Type (Mail.ru, 1C senders): the stdlib
+    turns them into U+FFFD before we could see them, so decode those two headers first."""
+    raw = {
+        name.lower(): str(value)
+        for name, value in part.raw_items()
+        if name.lower() in ("content-disposition", "content-type")
+    }
+    if all(value.isascii() for value in raw.values()):
+        return part
+    carrier = Message()
+    for name, value in raw.items():
+        carrier[name] = resolve_8bit(value)
+    return carrier
 
 
 def _is_attachment(part: Message, filename: str | None) -> bool:
@@ -193,36 +254,209 @@ def _is_attachment(part: Message, filename: str | None) -> bool:
     return part.get_content_maintype() not in ("text", "multipart")
 
 
+_CID_REFERENCE = re.compile(rb"cid:([^\"'\s<>()]+)", re.IGNORECASE)
+
+
+def _cid_references(message: Message) -> frozenset[str]:
+    """Content-IDs that an HTML body shows in place: those images are inline, not attachments."""
+    found: set[str] = set()
+    for part in message.walk():
+        if part.get_content_type() != "text/html":
+            continue
+        payload = part.get_payload(decode=True)
+        if isinstance(payload, bytes) and b"cid:" in payload.lower():
+            found.update(
+                urllib.parse.unquote(match.decode("ascii", "replace")).lower()
+                for match in _CID_REFERENCE.findall(payload)
+            )
+    return frozenset(found)
+
+
+def _is_inline(part: Message, collector: _BodyCollector) -> bool:
+    """Only a part the HTML refers to by cid: is decoration; an unreferenced one (an iPhone
+    photo with Content-Disposition: inline, say) is something the client sent us."""
+    content_id = normalize_message_id(str(part.get("content-id", "")))
+    return content_id is not None and content_id.lower() in collector.cid_references
+
+
 def _store_attachment(part: Message, filename: str | None, collector: _BodyCollector) -> None:
-    if part.get_content_type() == "message/rfc822":
-        inner = part.get_payload(0)
-        if not isinstance(inner, Message):
-            collector.defects.append("forwarded_message_undecodable")
-            return
-        payload: bytes | None = inner.as_bytes()
-        filename = filename or f"{decode_header_value(str(inner.get('subject', 'message')))}.eml"
-    else:
-        decoded = part.get_payload(decode=True)
-        payload = decoded if isinstance(decoded, bytes) else None
-    safe_name = sanitize_filename(filename)
-    if payload is None:
+    content_type = part.get_content_type()
+    extracted = collector.slim.extracted(part) if collector.slim else None
+    if extracted is not None:
+        name = filename or _default_name(content_type)
+        if _is_tnef(content_type, name) and extracted.blob is not None:
+            with collector.sink.open(extracted.blob.sha256) as stream:
+                if _unpack_tnef(stream.read(_TNEF_UNPACK_LIMIT + 1), collector):
+                    return
+        _record(collector, part, name, extracted)
+        return
+    if content_type == "message/rfc822":
+        _store_forwarded(part, filename, collector)
+        return
+    decoded = part.get_payload(decode=True)
+    if not isinstance(decoded, bytes):
         collector.defects.append("attachment_undecodable")
         return
-    if len(payload) > collector.max_attachment_bytes:
-        collector.defects.append(f"attachment_too_large:{safe_name}:{len(payload)}")
+    name = filename or _default_name(content_type)
+    if _is_tnef(content_type, name) and _unpack_tnef(decoded, collector):
         return
-    blob = collector.sink.put(payload)
-    content_type = part.get_content_type()
+    _store_bytes(collector, decoded, name, content_type, inline=_is_inline(part, collector))
+
+
+def _is_tnef(content_type: str, name: str) -> bool:
+    return content_type == "application/ms-tnef" or name.lower() == "winmail.dat"
+
+
+def _default_name(content_type: str) -> str:
+    extension = mimetypes.guess_extension(content_type) or ".bin"
+    return f"attachment{extension}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """One attachment as found, before it is named safely, classified and listed."""
+
+    filename: str
+    content_type: str
+    head: bytes
+    blob: StoredBlob | None
+    size: int
+    refused: str | None = None
+    inline: bool = False
+    container: str | None = None
+
+
+def _store_bytes(
+    collector: _BodyCollector,
+    payload: bytes,
+    filename: str,
+    content_type: str,
+    *,
+    inline: bool = False,
+    container: str | None = None,
+) -> None:
+    refused = collector.budget.refusal(len(payload))
+    blob = None if refused else collector.sink.put(payload)
+    if blob is not None:
+        collector.budget.take(blob.size)
+    head = payload[:SNIFF_BYTES]
+    _append(
+        collector,
+        _Found(filename, content_type, head, blob, len(payload), refused, inline, container),
+    )
+
+
+def _record(
+    collector: _BodyCollector, part: Message, filename: str, extracted: ExtractedPart
+) -> None:
+    _append(
+        collector,
+        _Found(
+            filename, part.get_content_type(), extracted.head, extracted.blob, extracted.size,
+            extracted.refused, _is_inline(part, collector),
+        ),
+    )  # fmt: skip
+
+
+def _append(collector: _BodyCollector, found: _Found) -> None:
+    safe_name = sanitize_filename(found.filename)
+    listing = None
+    if found.blob is not None and detect_archive_format(found.head, safe_name) is not None:
+        with collector.sink.open(found.blob.sha256) as stream:
+            listing = list_archive(stream, safe_name)
+    if found.refused:
+        collector.defects.append(f"{found.refused}:{safe_name}:{found.size}")
     collector.attachments.append(
         AttachmentInfo(
             filename=safe_name,
-            content_type=content_type,
-            kind=classify_attachment(safe_name, content_type, payload[:_SNIFF_BYTES]),
-            size=blob.size,
-            sha256=blob.sha256,
-            inline=part.get_content_disposition() == "inline" or bool(part.get("content-id")),
+            content_type=found.content_type,
+            kind=classify_attachment(safe_name, found.content_type, found.head),
+            size=found.size,
+            sha256=found.blob.sha256 if found.blob else "",
+            inline=found.inline,
+            refused=found.refused,
+            archive=listing,
+            container=found.container,
         )
     )
+
+
+def _store_forwarded(part: Message, filename: str | None, collector: _BodyCollector) -> None:
+    """A message sent as an attachment: kept whole as .eml, and its text and files shown too."""
+    inner = part.get_payload(0) if part.is_multipart() else None
+    if not isinstance(inner, Message):
+        collector.defects.append("forwarded_message_undecodable")
+        return
+    subject = decode_header_value(str(inner.get("subject", ""))) or "message"
+    name = sanitize_filename(filename or f"{subject}.eml")
+    _store_bytes(collector, inner.as_bytes(), name, "message/rfc822")
+    inner_collector = _BodyCollector(
+        sink=collector.sink,
+        budget=collector.budget,
+        slim=collector.slim,
+        cid_references=collector.cid_references | _cid_references(inner),
+    )
+    _walk(inner, inner_collector, want_text=True, depth=1)
+    text = "\n\n".join(t.strip("\n") for t in inner_collector.texts if t.strip())
+    if text:
+        collector.texts.append(_forward_block(inner, text))
+    for info in inner_collector.attachments:
+        collector.attachments.append(replace(info, container=info.container or name))
+    collector.defects.extend(inner_collector.defects)
+
+
+def _forward_block(inner: Message, text: str) -> str:
+    lines = ["---------- Forwarded message ----------"]
+    for header in ("From", "Date", "Subject", "To"):
+        value = inner.get(header)
+        if value:
+            lines.append(f"{header}: {decode_header_value(str(value))}")
+    return "\n".join(lines) + "\n\n" + text
+
+
+_TNEF_UNPACK_LIMIT = 64 * 1024 * 1024
+
+
+def _unpack_tnef(data: bytes, collector: _BodyCollector) -> bool:
+    """Outlook's winmail.dat: the files inside are what the client attached.
+
+    tnefparse (well kept, pure Python) reads the format; above 64 MB the .dat is stored whole,
+    since unpacking holds it in memory.
+    """
+    if len(data) > _TNEF_UNPACK_LIMIT:
+        collector.defects.append("tnef_too_large_to_unpack")
+        return False
+    try:
+        tnef = TNEF(data, do_checksum=False)
+    except Exception:  # noqa: BLE001 - tnefparse raises bare ValueError/struct.error/etc.
+        collector.defects.append("tnef_undecodable")
+        return False
+    for item in tnef.attachments:
+        payload = item.data if isinstance(item.data, bytes) else b""
+        try:
+            name = item.long_filename() or item.name
+        except (UnicodeDecodeError, ValueError):
+            name = ""
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        _store_bytes(
+            collector, payload, name or "attachment.bin", content_type, container="winmail.dat"
+        )
+    if not collector.texts:
+        body = _tnef_text(tnef)
+        if body:
+            collector.texts.append(body)
+    return True
+
+
+def _tnef_text(tnef: TNEF) -> str:
+    bodies = ((getattr(tnef, "body", None), False), (getattr(tnef, "htmlbody", None), True))
+    for value, is_html in bodies:
+        if isinstance(value, bytes):
+            value = decode_bytes(value, None)[0]
+        if isinstance(value, str) and value.strip():
+            value = value.replace("\r\n", "\n")
+            return html_to_text(value) if is_html else value
+    return ""
 
 
 def _delivery_report(part: Message) -> DeliveryReport | None:
@@ -257,6 +491,11 @@ def _walk(part: Message, collector: _BodyCollector, *, want_text: bool, depth: i
     filename = _filename(part)
     if part.get_content_maintype() == "multipart":
         # A multipart without a usable boundary: the parser leaves its body as one string.
+        recovered = _recover_multipart(part)
+        if recovered is not None:
+            collector.defects.append("multipart_boundary_recovered")
+            _walk(recovered, collector, want_text=want_text, depth=depth + 1)
+            return
         collector.defects.append("multipart_without_boundary")
         if want_text:
             collector.texts.append(_part_text(part, collector))
@@ -266,6 +505,34 @@ def _walk(part: Message, collector: _BodyCollector, *, want_text: bool, depth: i
             collector.texts.append(_part_text(part, collector))
         return
     _store_attachment(part, filename, collector)
+
+
+_BOUNDARY_LINE = re.compile(rb"^--([^\s\"][^\r\n\"]{0,69}?)(--)?[ \t]*\r?$", re.MULTILINE)
+
+
+def _recover_multipart(part: Message) -> Message | None:
+    """A multipart whose boundary parameter is missing or wrong: find the delimiter it uses.
+
+    The delimiter is the "--token" line that repeats and is closed by "--token--"; a quoted
+    "-----Original Message-----" line occurs once, so it loses.
+    """
+    payload = part.get_payload()
+    if not isinstance(payload, str):
+        return None
+    body = payload.encode("utf-8", "surrogateescape")
+    openers: Counter[bytes] = Counter()
+    closed: set[bytes] = set()
+    for match in _BOUNDARY_LINE.finditer(body):
+        if match.group(2):
+            closed.add(match.group(1))
+        else:
+            openers[match.group(1)] += 1
+    ranked = sorted(openers, key=lambda token: (token in closed, openers[token]), reverse=True)
+    if not ranked or (ranked[0] not in closed and openers[ranked[0]] < 2):
+        return None
+    header = b"Content-Type: " + part.get_content_type().encode("ascii", "replace")
+    recovered = email.message_from_bytes(header + b'; boundary="' + ranked[0] + b'"\r\n\r\n' + body)
+    return recovered if recovered.is_multipart() else None
 
 
 def _children(part: Message) -> list[Message]:
@@ -320,6 +587,21 @@ def _choose_alternative(children: list[Message]) -> Message:
     return children[-1]
 
 
+# Bounces that are not RFC 3464 reports quote the returned message after a fixed line.
+_RETURNED_MESSAGE = re.compile(
+    r"^(?:--- Below this line is a copy of the message\.|"
+    r"-{3,} This is a copy of the message, including all the headers\. -{3,}|"
+    r"-{3,} The header of the original message is following\. -{3,})\s*$",
+    re.MULTILINE,
+)
+
+
+def _cut_returned_message(text: str) -> str:
+    """qmail/Exim bounce text without the returned message (it is ours, not the client's)."""
+    found = _RETURNED_MESSAGE.search(text)
+    return text[: found.start()].rstrip() if found else text
+
+
 def _headers(message: Message) -> tuple[dict[str, list[str]], tuple[tuple[str, str], ...]]:
     raw: dict[str, list[str]] = {}
     for name, value in message.raw_items():
@@ -338,14 +620,36 @@ def _defects(message: Message) -> Iterator[str]:
             yield type(defect).__name__
 
 
-def parse_message(raw: bytes, sink: ArtifactSink, *, max_attachment_bytes: int) -> ParsedMessage:
-    """Parse one message; malformed input degrades into recorded defects, never an exception."""
+def parse_message(
+    raw: bytes | RawMail,
+    sink: ArtifactSink,
+    *,
+    max_attachment_bytes: int,
+    max_message_bytes: int | None = None,
+) -> ParsedMessage:
+    """Parse one message; malformed input degrades into recorded defects, never an exception.
+
+    A large message is first slimmed (`parsers.streaming`): its big parts go to `sink` as they
+    are read, so memory stays bounded whatever the size of the attachments.
+    """
+    budget = SizeBudget(max_attachment_bytes, max_message_bytes or 2 * max_attachment_bytes)
+    slim = None
+    if isinstance(raw, RawMail):
+        if raw.is_large:
+            with raw.open() as stream:
+                slim = slim_message(stream, sink, budget)
+            raw = slim.data
+        else:
+            raw = raw.read_all()
     message = email.message_from_bytes(raw)
     raw_headers, headers = _headers(message)
     decoded = dict(headers[::-1])  # first occurrence wins
-    collector = _BodyCollector(sink=sink, max_attachment_bytes=max_attachment_bytes)
+    collector = _BodyCollector(
+        sink=sink, budget=budget, slim=slim, cid_references=_cid_references(message)
+    )
     _walk(message, collector, want_text=True, depth=0)
-    full_text = clean_text("\n\n".join(t.strip("\n") for t in collector.texts if t.strip()))
+    texts = "\n\n".join(t.strip("\n") for t in collector.texts if t.strip())
+    full_text = clean_text(_cut_returned_message(texts))
     senders = parse_addresses(raw_headers.get("from", []) or raw_headers.get("sender", []))
     return ParsedMessage(
         message_id=normalize_message_id(raw_headers.get("message-id", [None])[0]),

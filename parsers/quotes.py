@@ -2,9 +2,10 @@
 
 A pure function over lines, in the spirit of talon's marker lines rather than a model. The
 first line that starts the quoted history (an Outlook separator or header block, or a
-Gmail/Thunderbird/Apple/Yandex/Mail.ru attribution line) ends the new text; `>` lines
-above it are an inline reply and are dropped one by one; a signature delimiter, mobile
-footer or short sign-off block at the end of what is left is the signature.
+Gmail/Thunderbird/Apple/Yandex/Mail.ru/The Bat! attribution line) ends the new text; `>`
+lines above it (and The Bat!'s "ИП>" lines) are an inline reply and are dropped one by one;
+a signature delimiter, mobile footer or short sign-off block at the end of what is left is
+the signature.
 
 Forward markers ("Forwarded message", "Пересылаемое сообщение") start the history too: a
 bare forward falls back to the whole text, and a forward under a comment lands in `quoted`
@@ -49,11 +50,19 @@ _FROM_LINE = re.compile(r"^\s*\*?(?:from|от)\s*:\*?\s*\S", re.IGNORECASE)
 _HEADER_LINE = re.compile(
     r"^\s*\*?(?:sent|date|to|subject|cc|отправлено|дата|кому|тема|копия)\s*:", re.IGNORECASE
 )
+_DATE_HEADER = re.compile(r"^\s*\*?(?:sent|date|отправлено|дата)\s*:", re.IGNORECASE)
 _VERB_END = re.compile(
     r"\b(?:wrote|writes|пишет|написала?|написал\s?\(-?а\))\s*:$",
     re.IGNORECASE,
 )
 _ON_START = re.compile(r"^on\s", re.IGNORECASE)
+# The Bat!: "Вы писали 3 марта 2025 г., 10:00:01:" or "Monday, March 3, 2025, 10:00:01 AM,
+# you wrote:".
+_BAT_ATTRIBUTION = re.compile(
+    r"^(?:(?:вы\s+писали|you\s+wrote)\s.*|.*,\s*you\s+wrote)\s*:$", re.IGNORECASE
+)
+# The Bat! may quote with the author's initials or name: "ИП> ", "Архаров Виталий М.> ".
+_NAMED_QUOTE = re.compile(r"^\s*[A-ZА-ЯЁ][^\W\d_]{0,20}(?:[ .'-]{1,2}[^\W\d_]{1,20}){0,3}\.?>")
 # How an attribution begins: "On", a weekday (Gmail RU, Mail.ru), a date or a time.
 _ATTRIBUTION_START = re.compile(
     r"^(?:on\s|(?:пн|вт|ср|чт|пт|сб|вс)\b|(?:понедельник|вторник|среда|четверг|пятница|суббота|"
@@ -63,11 +72,12 @@ _ATTRIBUTION_START = re.compile(
 )
 _DIGIT = re.compile(r"\d")
 _TIME = re.compile(r"(?<!\d)\d{1,2}:\d{2}(?!\d)")
+_YEAR = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)")
 _ADDRESS_TOKEN = re.compile(r"<?[\w.+-]+@[\w-]+(?:\.[\w-]+)+>?")
 _STRONG_SIGN_OFF = re.compile(
-    r"^\s*(?:с\s+уважением|с\s+наилучшими\s+пожеланиями|всего\s+(?:доброго|хорошего)|"
+    r"^\s*(?:с\s+уважением|з\s+повагою|с\s+наилучшими\s+пожеланиями|всего\s+(?:доброго|хорошего)|"
     r"(?:best|kind|warm)\s+regards|regards|best\s+wishes|(?:yours\s+)?sincerely|cheers)"
-    r"\s*(?:[,.!]\s*(?:[^\W\d_][\w .-]{0,48})?)?$",
+    r"\s*(?:[,.!]\s*(?:[^\W\d_][\w .,«»\"'-]{0,60})?)?$",
     re.IGNORECASE,
 )
 _WEAK_SIGN_OFF = re.compile(
@@ -75,13 +85,15 @@ _WEAK_SIGN_OFF = re.compile(
     r"thank\s+you)\s*[,.!]?\s*$",
     re.IGNORECASE,
 )
+# "Sent from ..." plus a few words, one of them naming a device or a mail app; a comma
+# means a sentence ("Sent from my desk, is easier than my phone."). A link may follow.
 _MOBILE_FOOTER = re.compile(
-    r"^\s*(?:(?:get|получить)\s+outlook\s+(?:for|для)\s+\w+|"
-    r"sent\s+from\s+(?:my\s+)?(?:\S+\s+){0,3}?\S*(?:iphone|ipad|android|mobile|phone|galaxy|"
-    r"samsung|outlook|yahoo|mail|windows|blackberry|device|tablet)|"
-    r"отправлено\s+(?:с|со|из)\s+(?:\S+\s+){0,3}?\S*(?:iphone|ipad|android|мобильн|яндекс|"
-    r"mail\.ru|почт|outlook|приложени|устройств|samsung|galaxy|huawei|xiaomi|смартфон|планшет))"
-    r"\S*\s*[.!]?\s*$",
+    r"^\s*(?:(?:get|получить|скачать)\s+outlook\s+(?:for|для)\s+\w+|"
+    r"(?:sent\s+(?:from|with|via)|отправлено\s+(?:с|со|из|через))"
+    r"(?=.*(?:iphone|ipad|android|mobile|phone|galaxy|samsung|outlook|yahoo|mail|windows|"
+    r"blackberry|device|tablet|мобильн|яндекс|почт|приложени|устройств|huawei|xiaomi|смартфон|"
+    r"телефон|планшет))(?:\s+[^\s,;]+){1,5})"
+    r"\s*(?:<[^\s>]*>)?\s*[.!]?\s*$",
     re.IGNORECASE,
 )
 _POSTSCRIPT = re.compile(r"^\s*(?:p\.?\s?s\b|п\.?\s?с\b|зы\b)", re.IGNORECASE)
@@ -116,19 +128,22 @@ def split_reply(text: str) -> ReplyParts:
     """Split a plain-text body. Never raises; new_text is empty only for a blank body.
 
     If stripping leaves nothing (the body is all quote, or starts with a signature), the text
-    above the first quote marker is the new text, or failing that the whole body, so the
-    client's words always reach the ticket.
+    outside the quotes is the new text, or failing that the whole body, so the client's
+    words always reach the ticket.
     """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    quoted = [line.lstrip().startswith(">") for line in lines]
+    quoted = _quote_marks(lines)
     spans = [_attribution_span(lines, index, quoted) for index in range(len(lines))]
     cut = _find_cut(lines, quoted, spans)
     kept, inline = _drop_inline_quotes(lines[:cut], quoted, spans)
     start = _signature_start(kept)
     new_text = _clean(kept[:start])
+    history = _clean([*inline, "", *lines[cut:]])
     if new_text:
-        history = _clean([*inline, "", *lines[cut:]])
         return ReplyParts(new_text, history, _clean(kept[start:]))
+    own = _clean(kept)
+    if own:
+        return ReplyParts(own, history, "")
     head = _clean(lines[:cut])
     if head:
         return ReplyParts(head, _clean(lines[cut:]), "")
@@ -140,6 +155,27 @@ def _clean(lines: list[str]) -> str:
 
 
 # --- quote markers -------------------------------------------------------------------------
+
+
+def _quote_marks(lines: list[str]) -> list[bool]:
+    """'>' lines; below a The Bat! attribution also its "ИП> " lines (only there: "Mysql> ...")."""
+    bat = next((index for index, line in enumerate(lines) if _is_bat_attribution(line)), len(lines))
+    return [
+        line.lstrip().startswith(">") or (index > bat and _NAMED_QUOTE.match(line) is not None)
+        for index, line in enumerate(lines)
+    ]
+
+
+def _is_bat_attribution(line: str) -> bool:
+    """The Bat! always writes a full date and a time: "Вы писали мне в 10:00:" is prose."""
+    line = line.strip()
+    return (
+        len(line) <= _MAX_MARKER_CHARS
+        and line.endswith(":")
+        and _BAT_ATTRIBUTION.match(line) is not None
+        and _TIME.search(line) is not None
+        and _YEAR.search(line) is not None
+    )
 
 
 def _attribution_span(lines: list[str], index: int, quoted: list[bool]) -> int:
@@ -181,9 +217,12 @@ def _is_attribution(line: str) -> bool:
 
     A verb ending ("wrote:", "пишет:", "написал(а):") also needs "On ... <digit>", a time or an
     address, so "My colleague wrote:" in prose stays; Gmail RU, Yandex and Mail.ru have no verb
-    and end in an address plus ':' after a date and time.
+    and end in an address plus ':' after a date and time; The Bat! starts "Вы писали" and
+    ends in a time.
     """
     has_time = _TIME.search(line) is not None
+    if _BAT_ATTRIBUTION.match(line):
+        return _is_bat_attribution(line)
     if _VERB_END.search(line):
         is_on_date = _ON_START.match(line) is not None and _DIGIT.search(line) is not None
         return is_on_date or has_time or "@" in line
@@ -196,12 +235,18 @@ def _ends_with_address(line: str) -> bool:
 
 
 def _is_header_block(lines: list[str], index: int) -> bool:
-    """Outlook's "From:/От:" starts the quote only with another header line just below it."""
+    """Outlook's "From:/От:" starts the quote only above a date and one more header line.
+
+    Outlook always writes "Sent:" (or "Дата:"); a lone "Тема:" under "От: отдела продаж
+    пришёл запрос" is still prose.
+    """
     line = lines[index]
     if len(line) > _MAX_MARKER_CHARS or not _FROM_LINE.match(line):
         return False
     window = lines[index + 1 : index + 1 + _HEADER_LOOKAHEAD]
-    return any(_HEADER_LINE.match(below) for below in window)
+    # A header's name is at the start; a long "To:" list need not be read to the end.
+    headers = [below for below in window if _HEADER_LINE.match(below, 0, _MAX_MARKER_CHARS)]
+    return len(headers) >= 2 and any(_DATE_HEADER.match(below) for below in headers)
 
 
 def _find_cut(lines: list[str], quoted: list[bool], spans: list[int]) -> int:
@@ -240,7 +285,7 @@ def _inline_below(lines: list[str], quoted: list[bool]) -> list[bool]:
         line = lines[index]
         if quoted[index]:
             inline = inline or own_text_below
-        elif _is_barrier(line):
+        elif _is_barrier(lines, index):
             own_text_below = inline = False
         elif line.strip():
             own_text_below = True
@@ -248,10 +293,12 @@ def _inline_below(lines: list[str], quoted: list[bool]) -> list[bool]:
     return result
 
 
-def _is_barrier(line: str) -> bool:
+def _is_barrier(lines: list[str], index: int) -> bool:
+    line = lines[index]
     if line.strip() == "--":
         return True
-    return len(line) <= _MAX_MARKER_CHARS and bool(_SEPARATOR.match(line) or _FROM_LINE.match(line))
+    is_separator = len(line) <= _MAX_MARKER_CHARS and _SEPARATOR.match(line) is not None
+    return is_separator or _is_header_block(lines, index)
 
 
 def _drop_inline_quotes(
@@ -336,8 +383,13 @@ def _is_short_block(block: list[str]) -> bool:
 
 
 def _closing_start(lines: list[str]) -> int:
-    """First line among the last few that opens a closing block (sign-off, mobile footer)."""
-    from_bottom = (index for index in range(len(lines) - 1, -1, -1) if lines[index].strip())
+    """First line among the last few that opens a closing block (sign-off, mobile footer).
+
+    Never the first line of the text: "Спасибо\n\nОтправлено с iPhone" is a thanks, then a
+    footer.
+    """
+    first = next((index for index, line in enumerate(lines) if line.strip()), len(lines))
+    from_bottom = (index for index in range(len(lines) - 1, first, -1) if lines[index].strip())
     for index in reversed(list(islice(from_bottom, _TAIL_WINDOW))):
         sign_off = _sign_off_kind(lines[index])
         if sign_off is not None and _is_closing_block(lines[index:], sign_off):

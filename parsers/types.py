@@ -5,7 +5,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from parsers.archives import ArchiveListing
 
 
 class ArtifactKind(enum.StrEnum):
@@ -36,10 +39,26 @@ class StoredBlob:
     size: int
 
 
+class BlobWriter(Protocol):
+    """One blob streamed into the store: `finish` stores it, `abort` forgets it."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    def finish(self) -> StoredBlob: ...
+
+    def abort(self) -> None: ...
+
+
 class ArtifactSink(Protocol):
     """Where the parser puts attachment bytes; the storage layer implements it."""
 
     def put(self, data: bytes) -> StoredBlob: ...
+
+    def writer(self) -> BlobWriter: ...
+
+    def open(self, sha256: str) -> BinaryIO:
+        """A stored blob, readable and seekable (archives are listed from it)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +68,13 @@ class AttachmentInfo:
     kind: ArtifactKind
     size: int
     sha256: str
+    """Empty when the attachment was refused (nothing stored)."""
     inline: bool
+    refused: str | None = None
+    """Why it was not stored: attachment_too_large or message_too_large."""
+    archive: ArchiveListing | None = None
+    container: str | None = None
+    """The winmail.dat or forwarded .eml it was unpacked from."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,18 +161,29 @@ class Artifact(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    listing: Mapped[dict[str, Any] | None] = mapped_column()
+    """What an archive holds (entries, flags), from `parsers.archives`; None for other files."""
+    flags: Mapped[str] = mapped_column(String(255), default="")
+    """Comma-separated warnings for engineers: bomb_ratio, unsafe_paths, ..."""
+    purged_at: Mapped[datetime | None] = mapped_column()
+    """Set when retention deleted the blob; the row stays so the history still names it."""
 
 
 class Attachment(Base):
     __tablename__ = "attachments"
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
-    artifact_sha256: Mapped[str] = mapped_column(ForeignKey("artifacts.sha256"), index=True)
+    artifact_sha256: Mapped[str | None] = mapped_column(ForeignKey("artifacts.sha256"), index=True)
+    """None when the attachment was refused (too large): nothing was stored."""
     filename: Mapped[str] = mapped_column(String(255))
     content_type: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(16))
     inline: Mapped[bool] = mapped_column(Boolean, default=False)
-    artifact: Mapped[Artifact] = relationship()
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    refused_reason: Mapped[str | None] = mapped_column(String(32))
+    container: Mapped[str | None] = mapped_column(String(255))
+    """The winmail.dat or forwarded message it was unpacked from."""
+    artifact: Mapped[Artifact | None] = relationship()
 
 
 class Event(Base):

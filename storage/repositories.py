@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from parsers.archives import ArchiveListing
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -174,25 +175,78 @@ def insert_ignoring_duplicates(session: Session, table: type[Base], **values: An
     session.execute(statement)
 
 
-def record_artifact(session: Session, sha256: str, size: int) -> None:
-    insert_ignoring_duplicates(session, Artifact, sha256=sha256, size=size, created_at=utc_now())
+def record_artifact(
+    session: Session,
+    sha256: str,
+    size: int,
+    *,
+    listing: dict[str, Any] | None = None,
+    flags: str = "",
+) -> None:
+    """Insert the artifact row, or revive it: bytes sent again after a purge are stored again,
+    and bytes stored before archives were listed get their listing now. One statement."""
+    values = {
+        "sha256": sha256, "size": size, "created_at": utc_now(), "listing": listing,
+        "flags": flags, "purged_at": None,
+    }  # fmt: skip
+    dialect = session.get_bind().dialect.name
+    if dialect not in ("sqlite", "postgresql"):  # pragma: no cover - both are tested
+        insert_ignoring_duplicates(session, Artifact, **values)
+        return
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement: Any = insert(Artifact).values(**values)
+    excluded = statement.excluded
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[Artifact.sha256],
+            set_={
+                "purged_at": None,
+                "listing": func.coalesce(Artifact.listing, excluded.listing),
+                "flags": func.coalesce(func.nullif(Artifact.flags, ""), excluded.flags),
+            },
+        )
+    )
 
 
 def add_attachments(
     session: Session, message: Message, attachments: Iterable[AttachmentInfo]
 ) -> None:
     for info in attachments:
-        record_artifact(session, info.sha256, info.size)
+        if info.sha256:
+            listing = archive_listing_json(info.archive) if info.archive else None
+            flags = ",".join(info.archive.flags) if info.archive else ""
+            record_artifact(session, info.sha256, info.size, listing=listing, flags=flags)
         session.add(
             Attachment(
                 message_id=message.id,
-                artifact_sha256=info.sha256,
+                artifact_sha256=info.sha256 or None,
                 filename=info.filename,
                 content_type=info.content_type[:255],
                 kind=str(info.kind),
                 inline=info.inline,
+                size=info.size,
+                refused_reason=info.refused,
+                container=info.container[:255] if info.container else None,
             )
         )
+
+
+def archive_listing_json(listing: ArchiveListing) -> dict[str, Any]:
+    return {
+        "format": listing.format,
+        "entry_count": listing.entry_count,
+        "total_size": listing.total_size,
+        "flags": list(listing.flags),
+        "error": listing.error,
+        "entries": [
+            {
+                "name": entry.name, "size": entry.size, "compressed_size": entry.compressed_size,
+                "is_dir": entry.is_dir, "depth": entry.depth, "unsafe_path": entry.unsafe_path,
+                "encrypted": entry.encrypted,
+            }
+            for entry in listing.entries
+        ],
+    }  # fmt: skip
 
 
 def add_event(

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from parsers.rawmail import RawMail
 from storage.fsutil import write_durably
 
 
@@ -32,7 +33,7 @@ class SpoolMeta:
 @dataclass(frozen=True, slots=True)
 class SpoolEntry:
     spool_id: str
-    raw: bytes
+    raw: RawMail
     meta: SpoolMeta
 
 
@@ -64,7 +65,7 @@ class Spool:
         )
 
     def read(self, spool_id: str) -> SpoolEntry:
-        raw = (self.new / f"{spool_id}.eml").read_bytes()
+        raw = RawMail.from_file(self.new / f"{spool_id}.eml")
         sidecar = self.new / f"{spool_id}.json"
         if sidecar.exists():
             data = json.loads(sidecar.read_text())

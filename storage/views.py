@@ -44,15 +44,23 @@ def list_tickets(
     return [ticket_summary(t, f"[{prefix} #{t.id}]", counts.get(t.id, 0)) for t in tickets]
 
 
-def _attachment_json(attachment: Attachment) -> dict[str, Any]:
+def attachment_json(attachment: Attachment) -> dict[str, Any]:
+    """What engineers and scripts see of an attachment; `sha256` is None when it was refused."""
+    artifact = attachment.artifact
+    archive = artifact.listing if artifact is not None else None
     return {
         "id": attachment.id,
         "filename": attachment.filename,
         "kind": attachment.kind,
         "content_type": attachment.content_type,
-        "size": attachment.artifact.size,
+        "size": attachment.size,
         "sha256": attachment.artifact_sha256,
         "inline": attachment.inline,
+        "refused": attachment.refused_reason,
+        "container": attachment.container,
+        "flags": [flag for flag in (artifact.flags if artifact else "").split(",") if flag],
+        "archive": archive,
+        "purged": artifact is not None and artifact.purged_at is not None,
     }
 
 
@@ -68,7 +76,7 @@ def _message_json(message: Message) -> dict[str, Any]:
         "subject": message.subject,
         "date": _iso(message.sent_at or message.created_at),
         "text": message.text,
-        "attachments": [_attachment_json(a) for a in message.attachments],
+        "attachments": [attachment_json(a) for a in message.attachments],
     }
 
 
@@ -102,3 +110,16 @@ def ticket_detail(session: Session, ticket_id: int, prefix: str) -> dict[str, An
         },
     )
     return detail
+
+
+def ticket_attachments(session: Session, ticket_id: int) -> list[dict[str, Any]] | None:
+    if session.get(Ticket, ticket_id) is None:
+        return None
+    rows = session.scalars(
+        select(Attachment)
+        .join(Message, Message.id == Attachment.message_id)
+        .where(Message.ticket_id == ticket_id)
+        .options(selectinload(Attachment.artifact))
+        .order_by(Attachment.id)
+    ).all()
+    return [{"message": row.message_id, **attachment_json(row)} for row in rows]

@@ -82,6 +82,7 @@ def write_config(
     *,
     smtp_port: int | None = None,
     transport: str = "maildir:outbox",
+    artifacts: str = "",
 ) -> Path:
     """A complete config file in `folder`, paths relative to it, as an admin would write."""
     smtp = (
@@ -100,6 +101,7 @@ def write_config(
         url = "{db_url}"
         [artifacts]
         path = "artifacts"
+        @ARTIFACTS@
         [spool]
         path = "spool"
         [outbound]
@@ -111,6 +113,7 @@ def write_config(
         name = "Иван Иванов"
         """
     )
+    body = body.replace("@ARTIFACTS@\n", f"{artifacts.strip()}\n" if artifacts else "")
     path = folder / "maild.toml"
     path.write_text(body + smtp + extra, encoding="utf-8")
     return path
@@ -125,8 +128,8 @@ def clock() -> FixedClock:
 def make_app(tmp_path, db_url, clock) -> Iterator[Callable[..., App]]:
     apps: list[App] = []
 
-    def factory(extra: str = "") -> App:
-        config = load_config(write_config(tmp_path, db_url, extra))
+    def factory(extra: str = "", artifacts: str = "") -> App:
+        config = load_config(write_config(tmp_path, db_url, extra, artifacts=artifacts))
         initialize(config)
         app = open_app(config, clock=clock)
         apps.append(app)

@@ -17,7 +17,7 @@ from storage.spool import Spool, SpoolMeta
 from tests.conftest import write_config
 from tests.mailbuilder import build_mail
 
-MESSAGES = 120
+MESSAGES = 400
 
 
 def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path, db_url):

@@ -6,7 +6,6 @@ by ingesting each message alone into an empty database.
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
@@ -14,15 +13,10 @@ import pytest
 from maild.pipeline import Incoming
 from maild.worker import process_safely
 from parsers.message import parse_message
-from parsers.types import StoredBlob
 from tests.conftest import FIXTURES
+from tests.sinks import MemorySink
 
 CASES = sorted(FIXTURES.glob("*.eml"))
-
-
-class HashingSink:
-    def put(self, data: bytes) -> StoredBlob:
-        return StoredBlob(hashlib.sha256(data).hexdigest(), len(data))
 
 
 def expected_for(path):
@@ -41,7 +35,7 @@ def test_fixture_set_is_complete():
 @pytest.mark.parametrize("path", CASES, ids=[path.stem for path in CASES])
 def test_parse_matches_golden(path):
     expected = expected_for(path)
-    parsed = parse_message(path.read_bytes(), HashingSink(), max_attachment_bytes=50 * 2**20)
+    parsed = parse_message(path.read_bytes(), MemorySink(), max_attachment_bytes=50 * 2**20)
     assert parsed.subject == expected["subject"]
     assert (parsed.sender.email if parsed.sender else None) == expected["sender"]
     if expected["text"] is not None:
@@ -56,7 +50,7 @@ def test_parse_matches_golden(path):
 def test_decision_matches_golden(app, path):
     expected = expected_for(path)
     result = process_safely(
-        app.pipeline, Incoming(f"fixture-{path.stem}", path.read_bytes(), "test")
+        app.pipeline, Incoming.of(f"fixture-{path.stem}", path.read_bytes(), "test")
     )
     assert result is not None
     assert str(result.action) == expected["action"]

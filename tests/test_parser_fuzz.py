@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,15 +9,10 @@ from maild.guard import decide_guard
 from parsers.classify import message_facts
 from parsers.message import parse_message
 from parsers.quotes import split_reply
-from parsers.types import StoredBlob
 from tests.conftest import FIXTURES
+from tests.sinks import MemorySink
 
 SEEDS = [path.read_bytes() for path in sorted(FIXTURES.glob("*.eml"))]
-
-
-class HashingSink:
-    def put(self, data: bytes) -> StoredBlob:
-        return StoredBlob(hashlib.sha256(data).hexdigest(), len(data))
 
 
 @st.composite
@@ -44,7 +37,7 @@ def mutated_messages(draw) -> bytes:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_messages())
 def test_parser_never_raises_on_mutated_mail(raw):
-    parsed = parse_message(raw, HashingSink(), max_attachment_bytes=10 * 2**20)
+    parsed = parse_message(raw, MemorySink(), max_attachment_bytes=10 * 2**20)
     assert "\x00" not in parsed.full_text
     assert "\x00" not in parsed.subject
     decide_guard(message_facts(parsed), "info@sis.ru")

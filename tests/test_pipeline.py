@@ -15,7 +15,7 @@ from tests.mailbuilder import build_mail
 
 
 def ingest(app, raw: bytes, source: str = "test"):
-    result = process_safely(app.pipeline, Incoming(new_spool_id(), raw, source))
+    result = process_safely(app.pipeline, Incoming.of(new_spool_id(), raw, source))
     assert result is not None
     return result
 
@@ -163,7 +163,7 @@ def test_same_message_twice_is_duplicate(app):
 
 
 def test_replay_of_same_spool_entry_changes_nothing(app):
-    incoming = Incoming("fixed-spool-id", build_mail(message_id="<r@x.ru>"), "test")
+    incoming = Incoming.of("fixed-spool-id", build_mail(message_id="<r@x.ru>"), "test")
     first = process_safely(app.pipeline, incoming)
     again = process_safely(app.pipeline, incoming)
     assert (again.action, again.ticket) == (first.action, first.ticket)

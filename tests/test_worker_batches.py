@@ -15,7 +15,7 @@ class FailsOnSubject(Pipeline):
 
     def run_stages(self, session, incoming):
         result = super().run_stages(session, incoming)
-        if b"BREAK-ME" in incoming.raw:
+        if b"BREAK-ME" in incoming.raw.read_all():
             raise RuntimeError("simulated bug after the ticket was written")
         return result
 
@@ -23,9 +23,9 @@ class FailsOnSubject(Pipeline):
 def test_failing_message_is_quarantined_and_the_rest_commit(app):
     pipeline = FailsOnSubject(app.config, app.sessions, app.artifacts, app.clock)
     batch = [
-        Incoming("b1", build_mail(subject="первый", message_id="<b1@x.ru>"), "test"),
-        Incoming("b2", build_mail(subject="BREAK-ME", message_id="<b2@x.ru>"), "test"),
-        Incoming("b3", build_mail(subject="третий", message_id="<b3@x.ru>"), "test"),
+        Incoming.of("b1", build_mail(subject="первый", message_id="<b1@x.ru>"), "test"),
+        Incoming.of("b2", build_mail(subject="BREAK-ME", message_id="<b2@x.ru>"), "test"),
+        Incoming.of("b3", build_mail(subject="третий", message_id="<b3@x.ru>"), "test"),
     ]
     results = process_batch(pipeline, batch)
     assert [(r.action, r.ticket, r.reason) for r in results] == [
@@ -42,7 +42,7 @@ def test_failing_message_is_quarantined_and_the_rest_commit(app):
 
 def test_replaying_a_committed_batch_changes_nothing(app):
     batch = [
-        Incoming(f"r{n}", build_mail(subject=f"s{n}", message_id=f"<r{n}@x.ru>"), "test")
+        Incoming.of(f"r{n}", build_mail(subject=f"s{n}", message_id=f"<r{n}@x.ru>"), "test")
         for n in range(5)
     ]
     first = process_batch(app.pipeline, batch)

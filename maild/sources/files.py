@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from maild.errors import ConfigError
+from parsers.rawmail import RawMail
 
 _MBOX_MAGIC = b"From "
 
@@ -17,7 +18,7 @@ _MBOX_MAGIC = b"From "
 @dataclass(frozen=True, slots=True)
 class FileMessage:
     source: str
-    raw: bytes
+    raw: RawMail
 
 
 def is_maildir(path: Path) -> bool:
@@ -46,16 +47,23 @@ def input_size(paths: list[str]) -> int:
 
 
 def _maildir_messages(path: Path) -> Iterator[FileMessage]:
-    box = mailbox.Maildir(path, factory=None, create=False)
-    for key in sorted(box.iterkeys()):
-        yield FileMessage(f"maildir:{path}/{key}", box.get_bytes(key))
+    """Each message is a file in new/ or cur/, named key[:2,flags]; read as files so that a
+    large one is streamed, not loaded."""
+    found = [
+        (entry.name.split(":", 1)[0], Path(entry.path))
+        for sub in ("new", "cur")
+        for entry in os.scandir(path / sub)
+        if entry.is_file() and not entry.name.startswith(".")
+    ]
+    for key, file in sorted(found):
+        yield FileMessage(f"maildir:{path}/{key}", RawMail.from_file(file))
 
 
 def _mbox_messages(path: Path) -> Iterator[FileMessage]:
     box = mailbox.mbox(path, factory=None, create=False)
     try:
         for index, key in enumerate(box.iterkeys()):
-            yield FileMessage(f"mbox:{path}#{index}", box.get_bytes(key))
+            yield FileMessage(f"mbox:{path}#{index}", RawMail.of(box.get_bytes(key)))
     finally:
         box.close()
 
@@ -78,19 +86,20 @@ def _file_messages(path: Path) -> Iterator[FileMessage]:
     if path.suffix.lower() != ".eml" and is_mbox(path):
         yield from _mbox_messages(path)
         return
-    data = path.read_bytes()
-    if data.startswith(_MBOX_MAGIC):
-        data = data.split(b"\n", 1)[1] if b"\n" in data else b""
-    yield FileMessage(f"file:{path}", data)
+    raw = RawMail.from_file(path)
+    if raw.data is not None and raw.data.startswith(_MBOX_MAGIC):
+        # A large file keeps its From_ line; the parser reads it as the envelope line.
+        raw = RawMail.of(raw.data.split(b"\n", 1)[1] if b"\n" in raw.data else b"")
+    yield FileMessage(f"file:{path}", raw)
 
 
 def read_stdin(stream: BinaryIO) -> Iterator[FileMessage]:
     data = stream.read()
     if not data.startswith(_MBOX_MAGIC):
-        yield FileMessage("stdin", data)
+        yield FileMessage("stdin", RawMail.of(data))
         return
     for index, chunk in enumerate(_split_mbox_bytes(data)):
-        yield FileMessage(f"stdin#{index}", chunk)
+        yield FileMessage(f"stdin#{index}", RawMail.of(chunk))
 
 
 def _split_mbox_bytes(data: bytes) -> Iterator[bytes]:
