@@ -7,7 +7,7 @@ Same bytes, same process, everything in memory, no database: what parsing alone 
 `parse_message` does more than the bare call (charset recovery, header decoding, HTML to text,
 reply stripping, attachment decoding, hashing and classification, archive listing), so the
 ratio says what that work costs on top of the stdlib tokenizer. Attachments go to a sink that
-hashes and keeps them in memory (the encrypted store is measured by bench/ingest.py).
+hashes and keeps them in memory (tests/sinks.py); bench/ingest.py measures the encrypted store.
 Medians of --repeat passes.
 """
 
@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import email
 import email.policy
-import hashlib
-import io
 import statistics
 import sys
 import time
@@ -31,37 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from ingest import generate_corpus  # noqa: E402
 
 from parsers.message import parse_message  # noqa: E402
-from parsers.types import StoredBlob  # noqa: E402
-
-
-class _Writer:
-    def __init__(self, sink: HashingSink) -> None:
-        self._sink, self._parts = sink, []
-
-    def write(self, data: bytes) -> None:
-        self._parts.append(bytes(data))
-
-    def finish(self) -> StoredBlob:
-        return self._sink.put(b"".join(self._parts))
-
-    def abort(self) -> None:
-        self._parts.clear()
-
-
-class HashingSink:
-    def __init__(self) -> None:
-        self.blobs: dict[str, bytes] = {}
-
-    def put(self, data: bytes) -> StoredBlob:
-        digest = hashlib.sha256(data).hexdigest()
-        self.blobs[digest] = data
-        return StoredBlob(digest, len(data))
-
-    def writer(self) -> _Writer:
-        return _Writer(self)
-
-    def open(self, sha256: str) -> io.BytesIO:
-        return io.BytesIO(self.blobs[sha256])
+from tests.sinks import MemorySink  # noqa: E402
 
 
 def load(folder: Path) -> list[bytes]:
@@ -106,7 +74,7 @@ def main() -> int:
         )
         ours = timed(
             messages,
-            lambda raw: parse_message(raw, HashingSink(), max_attachment_bytes=2**30),
+            lambda raw: parse_message(raw, MemorySink(), max_attachment_bytes=2**30),
             args.repeat,
         )
         print(

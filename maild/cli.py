@@ -8,10 +8,11 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
+from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from maild import __version__
@@ -28,6 +29,7 @@ from storage.spool import new_spool_id
 from storage.views import list_tickets, ticket_attachments, ticket_detail
 
 log = logging.getLogger("maild.cli")
+T = TypeVar("T")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 TRANSIENT_RETRIES = 3
 
@@ -130,11 +132,20 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
 # --- tickets ---
 
 
-def cmd_tickets_list(config: Config, args: argparse.Namespace) -> int:
+def _read(config: Config, query: Callable[[Session], T]) -> T:
+    """One read-only query against the installation, connection closed afterwards."""
     app = open_app(config)
-    with app.sessions() as session:
-        rows = list_tickets(session, config.token_prefix, status=args.status, limit=args.limit)
-    app.close()
+    try:
+        with app.sessions() as session:
+            return query(session)
+    finally:
+        app.close()
+
+
+def cmd_tickets_list(config: Config, args: argparse.Namespace) -> int:
+    rows = _read(
+        config, lambda s: list_tickets(s, config.token_prefix, status=args.status, limit=args.limit)
+    )
     if args.json:
         _print_json(rows)
         return EXIT_OK
@@ -165,10 +176,7 @@ def _print_ticket(detail: dict[str, Any]) -> None:
 
 
 def cmd_tickets_show(config: Config, args: argparse.Namespace) -> int:
-    app = open_app(config)
-    with app.sessions() as session:
-        detail = ticket_detail(session, args.id, config.token_prefix)
-    app.close()
+    detail = _read(config, lambda session: ticket_detail(session, args.id, config.token_prefix))
     if detail is None:
         print(f"maild: no ticket {args.id}", file=sys.stderr)  # noqa: T201
         return EXIT_FAILED
@@ -194,10 +202,7 @@ def _attachment_line(item: dict[str, Any]) -> str:
 
 
 def cmd_artifacts_list(config: Config, args: argparse.Namespace) -> int:
-    app = open_app(config)
-    with app.sessions() as session:
-        found = ticket_attachments(session, args.ticket)
-    app.close()
+    found = _read(config, lambda session: ticket_attachments(session, args.ticket))
     if found is None:
         print(f"maild: no ticket {args.ticket}", file=sys.stderr)  # noqa: T201
         return EXIT_FAILED
