@@ -142,6 +142,8 @@ def build_mail(
     # Exchange and Outlook: do not answer this message with out-of-office notices.
     mail["X-Auto-Response-Suppress"] = "All"
     mail["X-Maild-Loop"] = loop_marker(config)
+    # procmail's convention, understood by many list managers and autoresponders.
+    mail["X-Loop"] = config.mailbox.address
     return mail
 
 
@@ -221,6 +223,42 @@ def attachment_refusal(
 ) -> OutgoingMail:
     """A follow-up gets no acknowledgement, but a refused file must not go unmentioned."""
     return _auto_reply(config, reply, "attachment_refused", now, **_refusals(config, attachments))
+
+
+def engineer_notice(
+    config: Config,
+    template: str,
+    *,
+    ticket_id: int,
+    token: str,
+    subject: str,
+    to: Sequence[tuple[str, str]],
+    answering: str | None,
+    now: datetime,
+    **context: Any,
+) -> OutgoingMail:
+    """A notice to engineers about a ticket: from maild, in the config's language; a reply
+    to it comes back to the support address and threads by its Message-ID."""
+    language = config.tickets.language
+    text = render(
+        template, language, token=token, subject=subject,
+        support_address=config.mailbox.address, **context,
+    )  # fmt: skip
+    message_id = new_message_id(config, ticket_id)
+    headline = NOTICE_SUBJECTS[template][language]
+    full_subject = f"{token} {headline}: {subject}"
+    mail = build_mail(
+        config, to=list(to), subject=full_subject, text=text, message_id=message_id,
+        in_reply_to=answering, references=[answering] if answering else [], now=now,
+        auto_submitted="auto-generated",
+    )  # fmt: skip
+    recipients = tuple(address for _, address in to)
+    return OutgoingMail(message_id, full_subject, recipients, "", text, wire_bytes(mail))
+
+
+NOTICE_SUBJECTS = {
+    "bounce_notice": {"ru": "письмо клиенту не доставлено", "en": "mail to the client bounced"},
+}
 
 
 def _refusals(config: Config, attachments: Sequence[AttachmentInfo]) -> dict[str, Any]:

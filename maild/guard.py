@@ -22,30 +22,92 @@ class GuardAction(enum.StrEnum):
 class GuardDecision:
     action: GuardAction
     reason: str
+    explanation: str = ""
+
+
+GuardRule = Callable[[MessageFacts, frozenset[str]], "str | None"]
+"""Returns why the message is a machine's (a sentence), or None."""
+
+
+def _own_loop(facts: MessageFacts, own: frozenset[str]) -> str | None:
+    found = next((marker for marker in facts.loop_markers if marker in own), None)
+    return f"our loop marker {found} is on it: our own mail came back" if found else None
+
+
+def _dsn(facts: MessageFacts, _: frozenset[str]) -> str | None:
+    return "a delivery status notification (RFC 3464 multipart/report)" if facts.is_dsn else None
+
+
+def _daemon(facts: MessageFacts, _: frozenset[str]) -> str | None:
+    found = facts.daemon_address
+    return f"sent by {found}, a mail system, not a person" if found else None
+
+
+def _auto_submitted(facts: MessageFacts, _: frozenset[str]) -> str | None:
+    found = facts.auto_submitted
+    return f"Auto-Submitted: {found} (RFC 3834: never answer automatic mail)" if found else None
+
+
+def _autoreply_header(facts: MessageFacts, _: frozenset[str]) -> str | None:
+    return f"{facts.autoreply_header}: an autoresponder" if facts.autoreply_header else None
+
+
+def _list(facts: MessageFacts, _: frozenset[str]) -> str | None:
+    if facts.list_header:
+        return f"{facts.list_header}: a mailing list post"
+    return "Precedence: list: a mailing list post" if facts.precedence == "list" else None
+
+
+def _unsubscribe(facts: MessageFacts, _: frozenset[str]) -> str | None:
+    found = facts.unsubscribe_header
+    return f"{found}: sent to a subscriber list" if found else None
+
+
+def _bulk(facts: MessageFacts, _: frozenset[str]) -> str | None:
+    found = facts.precedence
+    return f"Precedence: {found}: bulk mail" if found in ("bulk", "junk") else None
+
+
+def _empty_return_path(facts: MessageFacts, _: frozenset[str]) -> str | None:
+    return "Return-Path: <> (RFC 5321: sent by a machine)" if facts.has_empty_return_path else None
+
+
+def _bounce_subject(facts: MessageFacts, _: frozenset[str]) -> str | None:
+    found = facts.bounce_subject
+    return f"subject {found!r} is a bounce's" if found else None
+
+
+def _autoreply_subject(facts: MessageFacts, _: frozenset[str]) -> str | None:
+    found = facts.autoreply_subject
+    return f"subject {found!r} is an out-of-office reply's" if found else None
 
 
 # Ordered: the first rule that matches names the reason. A DSN goes first because bounces
-# often also carry Auto-Submitted, and "dsn_bounce" is the more useful thing to record.
-_RULES: tuple[tuple[str, Callable[[MessageFacts, str], bool]], ...] = (
-    ("loop_own_message", lambda facts, marker: facts.loop_marker == marker),
-    ("dsn_bounce", lambda facts, _: facts.is_dsn),
-    ("mailer_daemon", lambda facts, _: facts.is_from_daemon),
-    ("auto_submitted", lambda facts, _: facts.auto_submitted is not None),
-    ("x_autoreply", lambda facts, _: facts.has_autoreply_header),
-    ("precedence_bulk", lambda facts, _: facts.precedence is not None),
-    ("list_message", lambda facts, _: facts.is_list),
-    ("empty_return_path", lambda facts, _: facts.has_empty_return_path),
-    ("bounce_subject", lambda facts, _: facts.has_bounce_subject),
-    ("autoreply_subject", lambda facts, _: facts.has_autoreply_subject),
+# often also carry Auto-Submitted, and "dsn_bounce" is the more useful thing to record; a
+# Mailman post says both List-Id and Precedence: list, and "list_message" says more; a
+# newsletter says Precedence: bulk and List-Unsubscribe, and "precedence_bulk" says more.
+_RULES: tuple[tuple[str, GuardRule], ...] = (
+    ("loop_own_message", _own_loop),
+    ("dsn_bounce", _dsn),
+    ("mailer_daemon", _daemon),
+    ("auto_submitted", _auto_submitted),
+    ("x_autoreply", _autoreply_header),
+    ("list_message", _list),
+    ("precedence_bulk", _bulk),
+    ("list_message", _unsubscribe),
+    ("empty_return_path", _empty_return_path),
+    ("bounce_subject", _bounce_subject),
+    ("autoreply_subject", _autoreply_subject),
 )
 
 
-def decide_guard(facts: MessageFacts, loop_marker: str) -> GuardDecision:
+def decide_guard(facts: MessageFacts, own_markers: frozenset[str]) -> GuardDecision:
     """Is this a person writing to support, or a machine that must not be answered?"""
-    for reason, matches in _RULES:
-        if matches(facts, loop_marker):
-            return GuardDecision(GuardAction.IGNORE, reason)
-    return GuardDecision(GuardAction.ACCEPT, "from_person")
+    for reason, rule in _RULES:
+        why = rule(facts, own_markers)
+        if why is not None:
+            return GuardDecision(GuardAction.IGNORE, reason, f"ignored: {why}")
+    return GuardDecision(GuardAction.ACCEPT, "from_person", "accepted: no sign of a machine")
 
 
 @dataclass(frozen=True, slots=True)

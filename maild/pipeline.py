@@ -31,6 +31,12 @@ from parsers.types import ParsedMessage, StoredBlob
 from storage import repositories as repo
 from storage.artifacts import ArtifactStore
 from storage.models import InboundMessage, Message, OutboxMessage, Ticket
+from threading_rules.authenticity import (
+    AuthorIdentity,
+    AuthorKind,
+    identify_author,
+    parse_networks,
+)
 from threading_rules.decide import (
     ThreadAction,
     ThreadContext,
@@ -38,6 +44,7 @@ from threading_rules.decide import (
     ThreadFacts,
     decide_thread,
 )
+from threading_rules.lookalike import find_imitated
 from threading_rules.token import find_ticket_numbers, format_token, strip_tokens
 
 log = logging.getLogger(__name__)
@@ -63,6 +70,7 @@ class IngestResult:
     action: IngestAction
     ticket: int | None
     reason: str
+    explanation: str = ""
 
     def as_json(self, source: str | None = None) -> dict[str, Any]:
         extra = {"source": source} if source else {}
@@ -72,6 +80,7 @@ class IngestResult:
             "action": str(self.action),
             "ticket": self.ticket,
             "reason": self.reason,
+            "explanation": self.explanation,
         }
 
 
@@ -80,10 +89,12 @@ class Incoming:
     spool_id: str
     raw: RawMail
     source: str
+    peer: str = ""
+    """The IP address that handed the message to maild's own SMTP/LMTP listener, else ""."""
 
     @classmethod
-    def of(cls, spool_id: str, raw: bytes, source: str) -> Incoming:
-        return cls(spool_id, RawMail.of(raw), source)
+    def of(cls, spool_id: str, raw: bytes, source: str, peer: str = "") -> Incoming:
+        return cls(spool_id, RawMail.of(raw), source, peer)
 
 
 @dataclass(slots=True)
@@ -97,6 +108,7 @@ class Work:
     parsed: ParsedMessage | None = None
     facts: MessageFacts | None = None
     guard: GuardDecision | None = None
+    author: AuthorIdentity | None = None
     thread: ThreadDecision | None = None
     ticket: Ticket | None = None
     message: Message | None = None
@@ -133,6 +145,13 @@ class Pipeline:
             for address in (config.mailbox.address, config.mailbox.comment_address)
             if address
         )
+        self.own_markers = frozenset({self.loop_marker.lower(), *self.own_addresses})
+        self.own_domains = tuple(
+            sorted({config.mail_domain, *(e.rpartition("@")[2] for e in self.engineer_addresses)})
+        )
+        # We are nobody's colleague: our own domains never make an organisation.
+        self.not_organizations = config.tickets.public_domains | frozenset(self.own_domains)
+        self.trusted_networks = parse_networks(config.security.trusted_relays)
 
     def run_stages(self, session: Session, incoming: Incoming) -> IngestResult:
         """Every stage, in order, inside the caller's transaction (see maild.worker)."""
@@ -141,9 +160,9 @@ class Pipeline:
             result = stage(self, work)
             if result is not None:
                 log.info(
-                    "spool=%s message_id=%s action=%s reason=%s ticket=%s",
+                    "spool=%s message_id=%s action=%s reason=%s ticket=%s (%s)",
                     incoming.spool_id, result.message_id, result.action, result.reason,
-                    result.ticket,
+                    result.ticket, result.explanation,
                 )  # fmt: skip
                 return result
         raise AssertionError("the act stage always returns a result")  # pragma: no cover
@@ -158,6 +177,7 @@ class Pipeline:
             blob = _store_raw(self.artifacts, incoming.raw)
             repo.record_artifact(session, blob.sha256, blob.size)
             row = _ledger_row(incoming, identity, "quarantined", reason)
+            row.explanation = f"quarantined: {detail}"[:2000]
             session.add(row)
             session.flush()
             repo.add_event(
@@ -165,8 +185,9 @@ class Pipeline:
             )
         log.warning("spool=%s quarantined: %s", incoming.spool_id, reason)
         return IngestResult(
-            incoming.spool_id, identity.message_id, IngestAction.QUARANTINED, None, reason
-        )
+            incoming.spool_id, identity.message_id, IngestAction.QUARANTINED, None, reason,
+            f"quarantined: {detail}",
+        )  # fmt: skip
 
 
 def _ledger_row(
@@ -184,16 +205,18 @@ def _ledger_row(
     )
 
 
-def _finish(work: Work, action: IngestAction, reason: str) -> IngestResult:
+def _finish(work: Work, action: IngestAction, reason: str, explanation: str) -> IngestResult:
     """Write the ledger outcome and turn it into the stage's result."""
     inbound = work.inbound
     inbound = known(inbound)
     inbound.state = str(action)
     inbound.reason = reason
+    inbound.explanation = explanation
     inbound.ticket_id = work.ticket.id if work.ticket else None
     return IngestResult(
-        work.incoming.spool_id, work.identity.message_id, action, inbound.ticket_id, reason
-    )
+        work.incoming.spool_id, work.identity.message_id, action, inbound.ticket_id, reason,
+        explanation,
+    )  # fmt: skip
 
 
 # --- spool: the ledger makes a replay after a crash, and a second copy, harmless ---
@@ -206,7 +229,7 @@ def stage_ledger(pipeline: Pipeline, work: Work) -> IngestResult | None:
     if replayed is not None:
         return IngestResult(
             incoming.spool_id, replayed.message_id, IngestAction(replayed.state),
-            replayed.ticket_id, replayed.reason,
+            replayed.ticket_id, replayed.reason, replayed.explanation,
         )  # fmt: skip
     work.inbound = _ledger_row(incoming, work.identity, "processing", "")
     session.add(work.inbound)
@@ -215,7 +238,11 @@ def stage_ledger(pipeline: Pipeline, work: Work) -> IngestResult | None:
         return None
     if original.ticket_id is not None:
         work.ticket = session.get(Ticket, original.ticket_id)
-    return _finish(work, IngestAction.DUPLICATE, "same_message_already_received")
+    return _finish(
+        work, IngestAction.DUPLICATE, "same_message_already_received",
+        f"duplicate: the same message (Message-ID and body) was received before"
+        f"{f' in ticket {original.ticket_id}' if original.ticket_id else ''}",
+    )  # fmt: skip
 
 
 # --- parse: raw kept first, then decoded; attachments go to the store as they are found ---
@@ -251,51 +278,78 @@ def _inbound_id(work: Work) -> int:
 def stage_guard(pipeline: Pipeline, work: Work) -> IngestResult | None:
     parsed = known(work.parsed)
     work.facts = message_facts(parsed)
-    work.guard = decide_guard(work.facts, pipeline.loop_marker)
+    work.guard = decide_guard(work.facts, pipeline.own_markers)
     if work.facts.sender_email in pipeline.own_addresses:
-        work.guard = GuardDecision(GuardAction.IGNORE, "from_own_address")
-    report = parsed.report
-    if report is not None and report.failed_recipients:
-        marked = repo.mark_contacts_bouncing(work.session, report.failed_recipients)
-        if marked:
-            repo.add_event(
-                work.session, "bounce", "recipient_bouncing", inbound_id=_inbound_id(work),
-                detail={"recipients": marked, "status": report.status},
-            )  # fmt: skip
+        work.guard = GuardDecision(
+            GuardAction.IGNORE, "from_own_address",
+            f"ignored: sent from our own address {work.facts.sender_email}",
+        )  # fmt: skip
     if parsed.sender is not None:
         return None
     # Without a From there is no one to answer and no ticket to join: a machine's message
     # is recorded as ignored, anything else waits in quarantine for a person to look at.
-    if work.guard.action is GuardAction.IGNORE:
-        repo.add_event(work.session, "ignored", work.guard.reason, inbound_id=_inbound_id(work))
-        return _finish(work, IngestAction.IGNORED, work.guard.reason)
-    repo.add_event(work.session, "quarantined", "no_sender", inbound_id=_inbound_id(work))
-    return _finish(work, IngestAction.QUARANTINED, "no_sender")
+    guard = work.guard
+    if guard.action is GuardAction.IGNORE:
+        repo.add_event(
+            work.session, "ignored", guard.reason, inbound_id=_inbound_id(work),
+            detail={"explanation": guard.explanation},
+        )  # fmt: skip
+        return _finish(work, IngestAction.IGNORED, guard.reason, guard.explanation)
+    why = "quarantined: no usable From address, nobody to answer"
+    repo.add_event(
+        work.session, "quarantined", "no_sender", inbound_id=_inbound_id(work),
+        detail={"explanation": why},
+    )  # fmt: skip
+    return _finish(work, IngestAction.QUARANTINED, "no_sender", why)
 
 
 # --- thread: which ticket, by token, then In-Reply-To, then References ---
 
 
 def stage_thread(pipeline: Pipeline, work: Work) -> IngestResult | None:
-    parsed = known(work.parsed)
+    parsed, guard = known(work.parsed), known(work.guard)
     sender = known(parsed.sender).email
+    security = pipeline.config.security
+    work.author = identify_author(
+        sender, parsed.headers, peer=work.incoming.peer, engineers=pipeline.engineer_addresses,
+        trusted_authserv_ids=security.trusted_authserv_ids,
+        trusted_networks=pipeline.trusted_networks,
+    )  # fmt: skip
+    machine = guard.action is GuardAction.IGNORE
     facts = ThreadFacts(
         sender=sender,
         sender_domain=sender.rpartition("@")[2],
         tokens=find_ticket_numbers(parsed.subject, pipeline.config.token_prefix),
         in_reply_to=parsed.in_reply_to,
         references=parsed.references,
+        message_id=parsed.message_id,
+        text=parsed.full_text,
+        # Only a machine's report is believed about which of our messages it returns.
+        returned_message_ids=parsed.returned_message_ids if machine else (),
+        is_engineer=work.author.is_engineer,
+        claims_engineer=work.author.kind is AuthorKind.UNVERIFIED_ENGINEER,
     )
-    by_id = repo.tickets_by_message_ids(work.session, (*facts.in_reply_to, *facts.references))
+    session = work.session
+    ids = (*facts.in_reply_to, *facts.references, *facts.returned_message_ids)
+    known_ids = repo.known_messages(session, ids)
+    named = (*facts.tokens, *(message.ticket for message in known_ids.values()))
     context = ThreadContext(
-        tickets=repo.ticket_views(work.session, (*facts.tokens, *by_id.values())),
-        known_message_ids=by_id,
+        tickets=repo.ticket_views(session, named),
+        known_message_ids=known_ids,
         now=pipeline.clock.now(),
         reopen_days=pipeline.config.tickets.reopen_days,
+        same_message=repo.received_message(session, parsed.message_id),
     )
     work.thread = decide_thread(facts, context)
     if work.thread.ticket is not None:
-        work.ticket = work.session.get(Ticket, work.thread.ticket)
+        work.ticket = session.get(Ticket, work.thread.ticket)
+    if work.thread.action is ThreadAction.DUPLICATE:
+        thread = work.thread
+        repo.add_event(
+            session, "duplicate", thread.reason, ticket_id=thread.ticket,
+            inbound_id=_inbound_id(work), detail={"explanation": thread.explanation},
+        )  # fmt: skip
+        return _finish(work, IngestAction.DUPLICATE, thread.reason, thread.explanation)
     return None
 
 
@@ -307,36 +361,154 @@ def stage_store(pipeline: Pipeline, work: Work) -> IngestResult | None:
     parsed, thread, guard = known(parsed), known(thread), known(guard)
     sender = known(parsed.sender)
     session = work.session
-    if thread.security_reason:
-        repo.add_event(
-            session, "security", thread.security_reason, inbound_id=_inbound_id(work),
-            actor=sender.email, detail={"subject": parsed.subject},
-        )  # fmt: skip
     if guard.action is GuardAction.IGNORE:
-        if work.ticket is not None:
-            work.message = _store_message(
-                pipeline, work, work.ticket, visibility="internal", kind="auto"
-            )
-        repo.add_event(
-            session, "ignored", guard.reason,
-            ticket_id=work.ticket.id if work.ticket else None, inbound_id=_inbound_id(work),
-        )  # fmt: skip
-        return _finish(work, IngestAction.IGNORED, guard.reason)
+        return _store_machine_mail(pipeline, work)
+    _record_security(pipeline, work)
     if work.ticket is None:
         work.ticket = _open_ticket(pipeline, work)
+        if thread.linked_ticket is not None:
+            repo.add_event(
+                session, "linked", "follow_up_after_close", ticket_id=thread.linked_ticket,
+                detail={"new_ticket": work.ticket.id, "explanation": thread.explanation},
+            )  # fmt: skip
     elif thread.action is ThreadAction.REOPEN:
         work.ticket.status = "open"
         work.ticket.closed_at = None
-        repo.add_event(session, "reopened", thread.reason, ticket_id=work.ticket.id)
+        repo.add_event(
+            session, "reopened", thread.reason, ticket_id=work.ticket.id,
+            detail={"explanation": thread.explanation},
+        )  # fmt: skip
+    else:
+        repo.note_contact_alive(session, sender.email)
     work.message = _store_message(pipeline, work, work.ticket, visibility="public", kind="mail")
     _add_cc_participants(pipeline, work)
     work.ticket.updated_at = pipeline.clock.now()
     kind = "ticket_created" if thread.action is ThreadAction.NEW_TICKET else "follow_up"
+    author = known(work.author)
     repo.add_event(
         session, kind, thread.reason, ticket_id=work.ticket.id, inbound_id=_inbound_id(work),
         actor=sender.email,
+        detail={"explanation": thread.explanation, "author": str(author.kind),
+                "author_reason": author.reason},
     )  # fmt: skip
     return None
+
+
+def _record_security(pipeline: Pipeline, work: Work) -> None:
+    """What an attacker tried, for the audit trail; nothing here changes the decision."""
+    parsed, thread, author = known(work.parsed), known(work.thread), known(work.author)
+    sender = known(parsed.sender).email
+    inbound_id, session = _inbound_id(work), work.session
+    if thread.security_reason:
+        repo.add_event(
+            session, "security", thread.security_reason, inbound_id=inbound_id, actor=sender,
+            detail={"subject": parsed.subject, "explanation": thread.explanation},
+        )  # fmt: skip
+    if author.kind is AuthorKind.UNVERIFIED_ENGINEER and thread.security_reason != (
+        "unverified_engineer"
+    ):
+        repo.add_event(
+            session, "security", "unverified_engineer", inbound_id=inbound_id, actor=sender,
+            detail={"subject": parsed.subject, "explanation": author.explanation,
+                    "author_reason": author.reason},
+        )  # fmt: skip
+    domain = sender.rpartition("@")[2]
+    imitated = find_imitated(domain, pipeline.own_domains)
+    if imitated is not None:
+        repo.add_event(
+            session, "security", "lookalike_own_domain", inbound_id=inbound_id, actor=sender,
+            detail={"subject": parsed.subject,
+                    "explanation": f"{domain} imitates our domain {imitated}"},
+        )  # fmt: skip
+
+
+def _store_machine_mail(pipeline: Pipeline, work: Work) -> IngestResult:
+    """Auto-replies and bounces are kept in their ticket (internal) and never answered; a
+    bounce of our mail marks the recipient and tells the ticket's engineers."""
+    guard, thread = known(work.guard), known(work.thread)
+    session, ticket = work.session, work.ticket
+    if ticket is not None:
+        work.message = _store_message(pipeline, work, ticket, visibility="internal", kind="auto")
+    explanation = guard.explanation
+    if ticket is not None:
+        explanation = f"{explanation}; filed in ticket {ticket.id} ({thread.explanation})"
+    repo.add_event(
+        session, "ignored", guard.reason, ticket_id=ticket.id if ticket else None,
+        inbound_id=_inbound_id(work), detail={"explanation": explanation},
+    )  # fmt: skip
+    _handle_bounce(pipeline, work)
+    return _finish(work, IngestAction.IGNORED, guard.reason, explanation)
+
+
+def _handle_bounce(pipeline: Pipeline, work: Work) -> None:
+    parsed, thread = known(work.parsed), known(work.thread)
+    report = parsed.report
+    if report is None or not report.failed_recipients:
+        return
+    if thread.reason != "returned_message_match" or work.ticket is None:
+        # Anyone can write a DSN; only one that returns a message of ours (whose Message-ID
+        # only its recipients saw) may mark an address as bouncing.
+        repo.add_event(
+            work.session, "bounce", "bounce_unmatched", inbound_id=_inbound_id(work),
+            detail={"recipients": list(report.failed_recipients), "status": report.status,
+                    "explanation": "a bounce that returns no message of ours: nobody marked"},
+        )  # fmt: skip
+        return
+    bounced = repo.returned_outgoing(work.session, parsed.returned_message_ids)
+    if bounced is None:
+        return
+    failed = [r for r in report.failed_recipients if r in bounced.recipients.lower()]
+    marked = repo.mark_contacts_bouncing(work.session, failed)
+    ticket = work.ticket
+    repo.add_event(
+        work.session, "bounce", "recipient_bouncing", ticket_id=ticket.id,
+        inbound_id=_inbound_id(work),
+        detail={"recipients": marked, "status": report.status, "diagnostic": report.diagnostic,
+                "bounced_kind": bounced.kind,
+                "explanation": f"our {bounced.kind} to {', '.join(marked) or 'nobody'} bounced"
+                               f" ({report.status or 'no status'})"},
+    )  # fmt: skip
+    if not marked or bounced.kind in ENGINEER_NOTICES:
+        return  # a notice about a bounced notice would be the start of a loop
+    _notify_engineers_of_bounce(pipeline, work, ticket, bounced, marked)
+
+
+def _notify_engineers_of_bounce(
+    pipeline: Pipeline, work: Work, ticket: Ticket, bounced: Message, failed: list[str]
+) -> None:
+    parsed = known(work.parsed)
+    report = known(parsed.report)
+    engineers = _ticket_engineers(pipeline, ticket)
+    if not engineers:
+        return
+    now = pipeline.clock.now()
+    mail = compose.engineer_notice(
+        pipeline.config, "bounce_notice",
+        ticket_id=ticket.id, token=format_token(pipeline.config.token_prefix, ticket.id),
+        subject=ticket.subject, to=engineers, answering=parsed.message_id, now=now,
+        recipients=failed, status=report.status, action=report.action,
+        diagnostic=report.diagnostic, bounced_kind=bounced.kind,
+        bounced_at=(bounced.sent_at or bounced.created_at).strftime("%Y-%m-%d %H:%M UTC"),
+    )  # fmt: skip
+    queue_mail(
+        work.session, ticket, mail, purpose="bounce_notice", recipient=engineers[0][1],
+        now=now, sender=pipeline.config.mailbox.address, visibility="internal",
+    )  # fmt: skip
+    repo.add_event(
+        work.session, "engineers_notified", "recipient_bouncing", ticket_id=ticket.id,
+        detail={"to": [address for _, address in engineers]},
+    )  # fmt: skip
+
+
+ENGINEER_NOTICES = frozenset({"bounce_notice"})
+"""Kinds of message maild sends to engineers, not to clients."""
+
+
+def _ticket_engineers(pipeline: Pipeline, ticket: Ticket) -> list[tuple[str, str]]:
+    """The assignee, else every engineer of the config."""
+    if ticket.assignee is not None and ticket.assignee.active:
+        return [(ticket.assignee.name, ticket.assignee.email)]
+    return [(engineer.name, engineer.email) for engineer in pipeline.config.engineers]
 
 
 def clean_subject(subject: str, prefix: str) -> str:
@@ -355,9 +527,7 @@ def _open_ticket(pipeline: Pipeline, work: Work) -> Ticket:
     sender = known(parsed.sender)
     session = work.session
     domain = sender.email.rpartition("@")[2]
-    organization = repo.organization_for_domain(
-        session, domain, pipeline.config.tickets.public_domains
-    )
+    organization = repo.organization_for_domain(session, domain, pipeline.not_organizations)
     contact = repo.contact_for_address(session, sender, organization)
     language = compose.choose_language(
         pipeline.config.tickets.language, parsed.subject, parsed.new_text
@@ -451,10 +621,10 @@ def stage_act(pipeline: Pipeline, work: Work) -> IngestResult | None:
         )  # fmt: skip
     if thread.action is ThreadAction.NEW_TICKET:
         _auto_reply(pipeline, work, ticket, purpose="acknowledgement")
-        return _finish(work, IngestAction.NEW_TICKET, thread.reason)
+        return _finish(work, IngestAction.NEW_TICKET, thread.reason, thread.explanation)
     if refused:
         _auto_reply(pipeline, work, ticket, purpose="attachment_refused")
-    return _finish(work, IngestAction.FOLLOW_UP, thread.reason)
+    return _finish(work, IngestAction.FOLLOW_UP, thread.reason, thread.explanation)
 
 
 def _auto_reply(pipeline: Pipeline, work: Work, ticket: Ticket, *, purpose: str) -> None:
@@ -467,7 +637,9 @@ def _auto_reply(pipeline: Pipeline, work: Work, ticket: Ticket, *, purpose: str)
     session, now, requester = work.session, pipeline.clock.now(), sender.email
     decision = decide_acknowledgement(
         facts,
-        acks_today=repo.count_recent_outbox(session, requester, purpose, now - timedelta(days=1)),
+        acks_today=repo.count_recent_outbox(
+            session, requester, AUTO_REPLIES, now - timedelta(days=1)
+        ),
         limit=pipeline.config.guard.autoreply_limit,
         sender_bouncing=repo.contact_is_bouncing(session, requester),
     )
@@ -509,6 +681,10 @@ def _auto_reply(pipeline: Pipeline, work: Work, ticket: Ticket, *, purpose: str)
     repo.add_event(session, kind, decision.reason, ticket_id=ticket.id, detail=detail)
 
 
+AUTO_REPLIES = ("acknowledgement", "attachment_refused")
+"""Automatic replies to clients: together at most `guard.autoreply_limit` a day per address."""
+
+
 def queue_mail(
     session: Session,
     ticket: Ticket,
@@ -518,12 +694,13 @@ def queue_mail(
     recipient: str,
     now: datetime,
     sender: str,
+    visibility: str = "public",
 ) -> OutboxMessage:
     """Record what we send as a ticket message (so replies thread to it) and queue it."""
     message = Message(
         ticket_id=ticket.id,
         direction="out",
-        visibility="public",
+        visibility=visibility,
         kind=purpose,
         message_id=mail.message_id,
         sender_email=sender,

@@ -123,4 +123,6 @@ def drain_spool(
 
 def _from_spool(spool: Spool, spool_id: str) -> Incoming:
     entry = spool.read(spool_id)
-    return Incoming(spool_id, entry.raw, entry.meta.source)
+    # Only maild's own listener saw the peer itself; an IMAP source's "peer" is the IMAP server.
+    peer = entry.meta.peer if entry.meta.source in ("smtp", "lmtp") else ""
+    return Incoming(spool_id, entry.raw, entry.meta.source, peer=peer)

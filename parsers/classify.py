@@ -15,7 +15,9 @@ _DAEMON_LOCALPARTS = frozenset({"mailer-daemon", "mailerdaemon", "postmaster", "
 _BULK_PRECEDENCE = frozenset({"bulk", "junk", "list"})
 _AUTOREPLY_SUBJECT = re.compile(
     r"^\s*(?:автоответ|автоматический ответ|automatic reply|auto(?:matic)?[- ]?reply|"
-    r"out of (?:the )?office|абонент временно недоступен|autosvar|abwesenheitsnotiz)"
+    r"auto[- ]?response|out of (?:the )?office|абонент временно недоступен|"
+    r"отсутствие на рабочем месте|нет на месте|в отпуске|autosvar|abwesenheitsnotiz|"
+    r"automatische antwort|réponse automatique|risposta automatica|respuesta automática)"
     r"(?:\s+autoreply)?\s*:",
     re.IGNORECASE,
 )
@@ -35,18 +37,30 @@ _BOUNCE_SUBJECT = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class MessageFacts:
+    """What was found, as found (header values, matched words), so that a decision can say
+    exactly why it was taken."""
+
     sender_email: str | None
     auto_submitted: str | None
+    """The Auto-Submitted value when it is not "no" (RFC 3834)."""
     is_dsn: bool
-    is_from_daemon: bool
-    has_autoreply_header: bool
+    daemon_address: str | None
+    """MAILER-DAEMON or postmaster in From or Return-Path."""
+    autoreply_header: str | None
+    """`X-Autoreply: yes` or `X-Autorespond: ...`, as a line."""
     precedence: str | None
-    is_list: bool
+    """bulk, junk or list."""
+    list_header: str | None
+    """`List-Id: ...` as a line: a mailing list (RFC 2919)."""
+    unsubscribe_header: str | None
+    """`List-Unsubscribe: ...` as a line: a list or a newsletter (RFC 2369)."""
     suppresses_autoreply: bool
     has_empty_return_path: bool
-    has_autoreply_subject: bool
-    has_bounce_subject: bool
-    loop_marker: str | None
+    autoreply_subject: str | None
+    """The out-of-office words the subject starts with."""
+    bounce_subject: str | None
+    loop_markers: tuple[str, ...] = ()
+    """X-Maild-Loop and X-Loop values: an address of ours there means our mail came back."""
 
 
 def _auto_submitted(message: ParsedMessage) -> str | None:
@@ -68,21 +82,46 @@ def _local_part(address: str | None) -> str:
     return (address or "").strip().strip("<>").partition("@")[0].lower()
 
 
+def _first_line(message: ParsedMessage, *names: str) -> str | None:
+    for name in names:
+        value = message.header(name)
+        if value:
+            return f"{name.title()}: {' '.join(value.split())[:200]}"
+    return None
+
+
+def _daemon_address(sender: str | None, return_path: str | None) -> str | None:
+    for address in (sender, (return_path or "").strip().strip("<>")):
+        if address and _local_part(address) in _DAEMON_LOCALPARTS:
+            return address
+    return None
+
+
+def _matched(pattern: re.Pattern[str], subject: str) -> str | None:
+    found = pattern.search(subject)
+    return found.group(0).strip(" :") if found else None
+
+
 def message_facts(message: ParsedMessage) -> MessageFacts:
     sender = message.sender.email if message.sender else None
-    local_part = sender.partition("@")[0] if sender else ""
     return_path = message.header("return-path")
+    loops = tuple(
+        value.strip().strip("<>").lower()
+        for name, value in message.headers
+        if name in ("x-maild-loop", "x-loop") and value.strip()
+    )
     return MessageFacts(
         sender_email=sender,
         auto_submitted=_auto_submitted(message),
         is_dsn=message.report is not None or message.content_type == "multipart/report",
-        is_from_daemon=bool({local_part, _local_part(return_path)} & _DAEMON_LOCALPARTS),
-        has_autoreply_header=bool(message.header("x-autoreply") or message.header("x-autorespond")),
+        daemon_address=_daemon_address(sender, return_path),
+        autoreply_header=_first_line(message, "x-autoreply", "x-autorespond"),
         precedence=_precedence(message),
-        is_list=bool(message.header("list-id") or message.header("list-unsubscribe")),
+        list_header=_first_line(message, "list-id"),
+        unsubscribe_header=_first_line(message, "list-unsubscribe"),
         suppresses_autoreply=_suppresses(message),
         has_empty_return_path=return_path is not None and return_path.strip() in ("<>", ""),
-        has_autoreply_subject=bool(_AUTOREPLY_SUBJECT.match(message.subject)),
-        has_bounce_subject=bool(_BOUNCE_SUBJECT.search(message.subject)),
-        loop_marker=message.header("x-maild-loop"),
+        autoreply_subject=_matched(_AUTOREPLY_SUBJECT, message.subject),
+        bounce_subject=_matched(_BOUNCE_SUBJECT, message.subject),
+        loop_markers=loops,
     )

@@ -51,7 +51,7 @@ KEPT_HEADERS = frozenset({
     "references", "auto-submitted", "precedence", "list-id", "list-unsubscribe", "list-post",
     "x-autoreply", "x-autorespond", "x-auto-response-suppress", "return-path", "x-loop",
     "x-maild-loop", "authentication-results", "content-type", "x-mailer", "user-agent",
-    "x-failed-recipients", "delivered-to",
+    "x-failed-recipients", "delivered-to", "received", "resent-from", "resent-message-id",
 })  # fmt: skip
 MAX_MIME_DEPTH = 30
 
@@ -167,6 +167,7 @@ class _BodyCollector:
     attachments: list[AttachmentInfo] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
     report: DeliveryReport | None = None
+    returned_ids: list[str] = field(default_factory=list)
 
 
 def _part_text(part: Message, collector: _BodyCollector) -> str:
@@ -464,17 +465,20 @@ def _delivery_report(part: Message) -> DeliveryReport | None:
     if not isinstance(blocks, list):
         return None
     recipients: list[str] = []
-    action = status = ""
+    action = status = diagnostic = ""
     for block in blocks:
         if not isinstance(block, Message):
             continue
         value = block.get("final-recipient") or block.get("original-recipient")
         address = str(value or "").rpartition(";")[2].strip().strip("<>").lower()
-        if address and address not in recipients:
+        block_action = str(block.get("action", "")).strip().lower()
+        if address and block_action in ("failed", "") and address not in recipients:
             recipients.append(address)
-        action = action or str(block.get("action", "")).strip().lower()
+        action = action or block_action
         status = status or str(block.get("status", "")).strip()
-    return DeliveryReport(tuple(recipients), action, status)
+        code = str(block.get("diagnostic-code", "")).rpartition(";")[2]
+        diagnostic = diagnostic or " ".join(code.split())[:500]
+    return DeliveryReport(tuple(recipients), action, status, diagnostic)
 
 
 def _walk(part: Message, collector: _BodyCollector, *, want_text: bool, depth: int) -> None:
@@ -569,14 +573,35 @@ def _walk_report(
 ) -> None:
     """A DSN: the human text and the machine fields; the returned original is ours, not data."""
     for child in children:
-        if child.get_content_type() == "message/delivery-status":
+        content_type = child.get_content_type()
+        if content_type == "message/delivery-status":
             collector.report = _delivery_report(child)
+        elif content_type in _RETURNED_TYPES:
+            collector.returned_ids.extend(_returned_ids_of(child))
         elif (
             want_text
             and child.get_content_maintype() in ("text", "multipart")
             and not collector.texts
         ):
             _walk(child, collector, want_text=True, depth=depth + 1)
+
+
+_RETURNED_TYPES = frozenset(
+    {"message/rfc822", "text/rfc822-headers", "message/rfc822-headers", "message/global",
+     "message/global-headers"}
+)  # fmt: skip
+
+
+def _returned_ids_of(part: Message) -> list[str]:
+    """Message-ID of a returned message or of its returned headers."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return [str(item["message-id"]) for item in payload[:1] if isinstance(item, Message)
+                and item["message-id"]]  # fmt: skip
+    if isinstance(payload, str):
+        found = _RETURNED_MESSAGE_ID.search(payload)
+        return [found.group(1)] if found else []
+    return []
 
 
 def _choose_alternative(children: list[Message]) -> Message:
@@ -602,16 +627,34 @@ def _cut_returned_message(text: str) -> str:
     return text[: found.start()].rstrip() if found else text
 
 
+_RETURNED_MESSAGE_ID = re.compile(r"^message-id:[ \t]*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
+
+
+def _returned_message_ids(collector: _BodyCollector, text: str) -> tuple[str, ...]:
+    """The Message-IDs of the messages a bounce returns: from its RFC 3464 returned part, or
+    from the copy below a qmail/Exim marker line."""
+    found = list(collector.returned_ids)
+    marker = _RETURNED_MESSAGE.search(text)
+    if marker is not None:
+        match = _RETURNED_MESSAGE_ID.search(text, marker.end())
+        if match is not None:
+            found.append(match.group(1))
+    ids = (normalize_message_id(item) for item in found)
+    return tuple(dict.fromkeys(item for item in ids if item))
+
+
 def _headers(message: Message) -> tuple[dict[str, list[str]], tuple[tuple[str, str], ...]]:
+    """The kept headers by name, and decoded in their order (Authentication-Results are
+    believed by their place among the Received lines, see threading_rules.authenticity)."""
     raw: dict[str, list[str]] = {}
+    ordered: list[tuple[str, str]] = []
     for name, value in message.raw_items():
         key = name.lower()
         if key in KEPT_HEADERS:
-            raw.setdefault(key, []).append(resolve_8bit(str(value)))
-    decoded = tuple(
-        (key, decode_header_value(value)) for key, values in raw.items() for value in values
-    )
-    return raw, decoded
+            text = resolve_8bit(str(value))
+            raw.setdefault(key, []).append(text)
+            ordered.append((key, text if key == "received" else decode_header_value(text)))
+    return raw, tuple(ordered)
 
 
 def _defects(message: Message) -> Iterator[str]:
@@ -650,6 +693,7 @@ def parse_message(
     _walk(message, collector, want_text=True, depth=0)
     texts = "\n\n".join(t.strip("\n") for t in collector.texts if t.strip())
     full_text = clean_text(_cut_returned_message(texts))
+    returned_ids = _returned_message_ids(collector, texts)
     senders = parse_addresses(raw_headers.get("from", []) or raw_headers.get("sender", []))
     return ParsedMessage(
         message_id=normalize_message_id(raw_headers.get("message-id", [None])[0]),
@@ -668,4 +712,5 @@ def parse_message(
         attachments=tuple(collector.attachments),
         defects=tuple(collector.defects) + tuple(dict.fromkeys(_defects(message))),
         report=collector.report,
+        returned_message_ids=returned_ids,
     )

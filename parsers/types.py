@@ -98,6 +98,8 @@ class ParsedMessage:
     attachments: tuple[AttachmentInfo, ...]
     defects: tuple[str, ...]
     report: DeliveryReport | None = None
+    returned_message_ids: tuple[str, ...] = ()
+    """A bounce's returned message(s): which of our messages did not arrive."""
 
     def header(self, name: str) -> str | None:
         """First value of a header by case-insensitive name."""
@@ -110,5 +112,7 @@ class DeliveryReport:
     """The machine-readable part of an RFC 3464 delivery status notification."""
 
     failed_recipients: tuple[str, ...]
+    """Recipients whose Action is failed (a "delayed" or "delivered" report names none)."""
     action: str
     status: str
+    diagnostic: str = ""

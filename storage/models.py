@@ -127,6 +127,8 @@ class InboundMessage(Base):
     message_id: Mapped[str | None] = mapped_column(String(998))
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(64))
+    explanation: Mapped[str] = mapped_column(Text, default="", server_default="")
+    """The reason as a sentence: which header, which ticket, which rule."""
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     received_at: Mapped[datetime] = mapped_column(default=utc_now)
     processed_at: Mapped[datetime] = mapped_column(default=utc_now)

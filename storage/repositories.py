@@ -6,13 +6,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from parsers.archives import ArchiveListing
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from maild.clock import utc_now
+from parsers.archives import ArchiveListing
 from parsers.types import Address, AttachmentInfo
 from storage.models import (
     Artifact,
@@ -29,7 +29,7 @@ from storage.models import (
     Participant,
     Ticket,
 )
-from threading_rules.decide import TicketView
+from threading_rules.decide import KnownMessage, TicketView
 
 TICKET_COUNTER = "ticket"
 
@@ -52,7 +52,8 @@ def next_ticket_number(session: Session) -> int:
 def organization_for_domain(
     session: Session, domain: str, public_domains: frozenset[str]
 ) -> Organization | None:
-    """The sender's organisation by mail domain; people at public mail services have none."""
+    """The sender's organisation by mail domain; people at public mail services have none
+    (the caller adds our own domains to `public_domains`: we are nobody's colleague)."""
     if not domain or domain in public_domains:
         return None
     found = session.scalars(select(Organization).where(Organization.domain == domain)).first()
@@ -75,8 +76,10 @@ def contact_for_address(
         )
         session.add(found)
         session.flush()
-    elif address.name and not found.name:
-        found.name = address.name
+    else:
+        if address.name and not found.name:
+            found.name = address.name
+        found.bouncing = False  # they wrote to us: their mailbox works again
     return found
 
 
@@ -129,21 +132,37 @@ def ticket_views(session: Session, ticket_ids: Iterable[int]) -> dict[int, Ticke
     }
 
 
-def tickets_by_message_ids(session: Session, message_ids: Iterable[str]) -> dict[str, int]:
-    """Which ticket each known Message-ID (received or sent by maild) belongs to."""
+def known_messages(session: Session, message_ids: Iterable[str]) -> dict[str, KnownMessage]:
+    """Which ticket each known Message-ID (received or sent by maild) belongs to, and what it
+    was; the first message with an id wins (a reused id cannot move a thread)."""
     ids = sorted(set(message_ids))
     if not ids:
         return {}
     rows = session.execute(
-        select(Message.message_id, Message.ticket_id)
+        select(Message.message_id, Message.ticket_id, Message.direction, Message.kind)
         .where(Message.message_id.in_(ids))
         .order_by(Message.id)
     )
-    known: dict[str, int] = {}
-    for message_id, ticket_id in rows:
+    known: dict[str, KnownMessage] = {}
+    for message_id, ticket_id, direction, kind in rows:
         if message_id is not None:
-            known.setdefault(message_id, ticket_id)
+            known.setdefault(message_id, KnownMessage(ticket_id, direction, kind))
     return known
+
+
+def received_message(session: Session, message_id: str | None) -> KnownMessage | None:
+    """The first message received under this Message-ID, with its sender and decoded text."""
+    if not message_id:
+        return None
+    row = session.execute(
+        select(Message.ticket_id, Message.kind, Message.sender_email, Message.full_text)
+        .where(Message.message_id == message_id, Message.direction == "in")
+        .order_by(Message.id)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return KnownMessage(row.ticket_id, "in", row.kind, row.sender_email, row.full_text)
 
 
 def add_participant(
@@ -271,12 +290,14 @@ def add_event(
     )
 
 
-def count_recent_outbox(session: Session, recipient: str, purpose: str, since: datetime) -> int:
+def count_recent_outbox(
+    session: Session, recipient: str, purposes: Iterable[str], since: datetime
+) -> int:
     return (
         session.scalar(
             select(func.count(OutboxMessage.id)).where(
                 OutboxMessage.recipient == recipient,
-                OutboxMessage.purpose == purpose,
+                OutboxMessage.purpose.in_(list(purposes)),
                 OutboxMessage.created_at >= since,
             )
         )
@@ -285,11 +306,40 @@ def count_recent_outbox(session: Session, recipient: str, purpose: str, since: d
 
 
 def mark_contacts_bouncing(session: Session, emails: Iterable[str]) -> list[str]:
-    marked = []
-    for contact in session.scalars(select(Contact).where(Contact.email.in_(list(emails)))):
-        contact.bouncing = True
-        marked.append(contact.email)
-    return marked
+    """Mark each address as bouncing, adding a contact for a CC we wrote to but never heard
+    from (the caller passes only recipients of a message of ours that bounced)."""
+    wanted = list(dict.fromkeys(emails))
+    found = {c.email: c for c in session.scalars(select(Contact).where(Contact.email.in_(wanted)))}
+    for email in wanted:
+        contact = found.get(email)
+        if contact is None:
+            session.add(Contact(email=email, bouncing=True))
+        else:
+            contact.bouncing = True
+    session.flush()
+    return wanted
+
+
+def note_contact_alive(session: Session, email: str) -> None:
+    """Someone who writes to us receives mail again: their bounce mark is lifted."""
+    session.execute(
+        update(Contact)
+        .where(Contact.email == email, Contact.bouncing.is_(True))
+        .values(bouncing=False)
+    )
+
+
+def returned_outgoing(session: Session, message_ids: Iterable[str]) -> Message | None:
+    """The message of ours a bounce returns."""
+    ids = list(message_ids)
+    if not ids:
+        return None
+    return session.scalars(
+        select(Message)
+        .where(Message.message_id.in_(ids), Message.direction == "out")
+        .order_by(Message.id)
+        .limit(1)
+    ).first()
 
 
 def contact_is_bouncing(session: Session, email: str) -> bool:

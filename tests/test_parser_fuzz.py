@@ -40,5 +40,5 @@ def test_parser_never_raises_on_mutated_mail(raw):
     parsed = parse_message(raw, MemorySink(), max_attachment_bytes=10 * 2**20)
     assert "\x00" not in parsed.full_text
     assert "\x00" not in parsed.subject
-    decide_guard(message_facts(parsed), "info@sis.ru")
+    decide_guard(message_facts(parsed), frozenset({"info@sis.ru"}))
     split_reply(parsed.full_text)

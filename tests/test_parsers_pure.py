@@ -174,9 +174,9 @@ def test_checklist_reports_version_found():
 def facts(**changes) -> MessageFacts:
     base = {
         "sender_email": "a@b.ru", "auto_submitted": None, "is_dsn": False,
-        "is_from_daemon": False, "has_autoreply_header": False, "precedence": None,
-        "is_list": False, "suppresses_autoreply": False, "has_empty_return_path": False,
-        "has_autoreply_subject": False, "has_bounce_subject": False, "loop_marker": None,
+        "daemon_address": None, "autoreply_header": None, "precedence": None,
+        "list_header": None, "unsubscribe_header": None, "suppresses_autoreply": False, "has_empty_return_path": False,
+        "autoreply_subject": None, "bounce_subject": None, "loop_markers": (),
     }  # fmt: skip
     return MessageFacts(**{**base, **changes})
 
@@ -185,22 +185,36 @@ def facts(**changes) -> MessageFacts:
     ("changes", "reason"),
     [
         ({}, "from_person"),
-        ({"loop_marker": "info@sis.ru", "auto_submitted": "auto-replied"}, "loop_own_message"),
-        ({"is_dsn": True, "auto_submitted": "auto-replied", "is_from_daemon": True}, "dsn_bounce"),
-        ({"is_from_daemon": True}, "mailer_daemon"),
+        ({"loop_markers": ("info@sis.ru",), "auto_submitted": "auto-replied"}, "loop_own_message"),
+        ({"loop_markers": ("robot@other.example",)}, "from_person"),
+        (
+            {
+                "is_dsn": True,
+                "auto_submitted": "auto-replied",
+                "daemon_address": "MAILER-DAEMON@mx.example",
+            },
+            "dsn_bounce",
+        ),
+        ({"daemon_address": "postmaster@mx.example"}, "mailer_daemon"),
         ({"auto_submitted": "auto-generated"}, "auto_submitted"),
-        ({"has_autoreply_header": True}, "x_autoreply"),
-        ({"precedence": "bulk", "is_list": True}, "precedence_bulk"),
-        ({"is_list": True}, "list_message"),
+        ({"autoreply_header": "X-Autoreply: yes"}, "x_autoreply"),
+        ({"precedence": "list", "list_header": "List-Id: <u.lists.example>"}, "list_message"),
+        ({"precedence": "list"}, "list_message"),
+        ({"precedence": "bulk"}, "precedence_bulk"),
+        ({"precedence": "junk"}, "precedence_bulk"),
+        ({"unsubscribe_header": "List-Unsubscribe: <mailto:u@x>"}, "list_message"),
+        ({"unsubscribe_header": "List-Unsubscribe: <mailto:u@x>", "precedence": "bulk"},
+         "precedence_bulk"),
         ({"has_empty_return_path": True}, "empty_return_path"),
-        ({"has_bounce_subject": True}, "bounce_subject"),
-        ({"has_autoreply_subject": True}, "autoreply_subject"),
+        ({"bounce_subject": "Undeliverable"}, "bounce_subject"),
+        ({"autoreply_subject": "Автоматический ответ"}, "autoreply_subject"),
         ({"suppresses_autoreply": True}, "from_person"),
     ],
 )
 def test_guard_rules_in_order(changes, reason):
-    decision = decide_guard(facts(**changes), "info@sis.ru")
+    decision = decide_guard(facts(**changes), frozenset({"info@sis.ru"}))
     assert decision.reason == reason
+    assert decision.explanation.startswith("accepted" if reason == "from_person" else "ignored: ")
     assert decision.action is (
         GuardAction.ACCEPT if reason == "from_person" else GuardAction.IGNORE
     )

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from threading_rules.decide import (
+    KnownMessage,
     ThreadAction,
     ThreadContext,
     ThreadFacts,
@@ -25,12 +26,22 @@ CLOSED_LONG_AGO = TicketView(
     4, "closed", NOW - timedelta(days=40), frozenset({"client@firm.ru"}), "firm.ru"
 )
 TICKETS = {t.id: t for t in (OPEN, PRIVATE, CLOSED_RECENTLY, CLOSED_LONG_AGO)}
-KNOWN = {"ack1@sis.ru": 1, "ack2@sis.ru": 2, "old@firm.ru": 4}
+KNOWN = {
+    "ack1@sis.ru": KnownMessage(1, "out", "acknowledgement"),
+    "ack2@sis.ru": KnownMessage(2, "out", "acknowledgement"),
+    "old@firm.ru": KnownMessage(4, "in", "mail", "client@firm.ru"),
+    "notice3@sis.ru": KnownMessage(3, "out", "bounce_notice"),
+}
 
 
-def facts(sender="client@firm.ru", tokens=(), in_reply_to=(), references=()):
+def facts(sender="client@firm.ru", tokens=(), in_reply_to=(), references=(), **extra):
     return ThreadFacts(
-        sender, sender.rpartition("@")[2], tuple(tokens), tuple(in_reply_to), tuple(references)
+        sender,
+        sender.rpartition("@")[2],
+        tuple(tokens),
+        tuple(in_reply_to),
+        tuple(references),
+        **extra,
     )
 
 

@@ -8,7 +8,11 @@ from functools import lru_cache
 
 @lru_cache(maxsize=8)
 def _token_pattern(prefix: str) -> re.Pattern[str]:
-    return re.compile(r"\[\s*" + re.escape(prefix) + r"\s*[#＃№]?\s*(\d{1,9})\s*\]", re.IGNORECASE)
+    # Brackets and number signs also in their full-width forms (Asian input methods, iOS).
+    opening, number_sign, closing = r"[\[［【]", r"[#＃№]?", r"[\]］】]"
+    return re.compile(
+        rf"{opening}\s*{re.escape(prefix)}\s*{number_sign}\s*(\d{{1,9}})\s*{closing}", re.IGNORECASE
+    )
 
 
 def format_token(prefix: str, ticket_id: int) -> str:
