@@ -172,6 +172,11 @@ def _print_ticket(detail: dict[str, Any]) -> None:
         lines += ["", f"{arrow} {message['date']} {message['sender']} [{message['visibility']}]"]
         lines += ["   " + line for line in message["text"].splitlines()]
         lines += ["   " + _attachment_line(a) for a in message["attachments"]]
+    if detail["events"]:
+        lines += ["", "events:"]
+        for event in detail["events"]:
+            why = f": {event['explanation']}" if event["explanation"] else ""
+            lines.append(f"  {event['at']} {event['kind']} [{event['reason']}]{why}")
     print("\n".join(lines))  # noqa: T201
 
 

@@ -401,7 +401,8 @@ def _record_security(pipeline: Pipeline, work: Work) -> None:
     inbound_id, session = _inbound_id(work), work.session
     if thread.security_reason:
         repo.add_event(
-            session, "security", thread.security_reason, inbound_id=inbound_id, actor=sender,
+            session, "security", thread.security_reason, ticket_id=thread.refused_ticket,
+            inbound_id=inbound_id, actor=sender,
             detail={"subject": parsed.subject, "explanation": thread.explanation},
         )  # fmt: skip
     if author.kind is AuthorKind.UNVERIFIED_ENGINEER and thread.security_reason != (

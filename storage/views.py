@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from storage.models import Attachment, Contact, Message, Participant, Ticket
+from storage.models import Attachment, Contact, Event, Message, Participant, Ticket
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -108,8 +108,28 @@ def ticket_detail(session: Session, ticket_id: int, prefix: str) -> dict[str, An
             "first_response_at": _iso(ticket.first_response_at),
             "closed_at": _iso(ticket.closed_at),
         },
+        events=[_event_json(event) for event in ticket_events(session, ticket_id)],
     )
     return detail
+
+
+def ticket_events(session: Session, ticket_id: int) -> list[Event]:
+    """The ticket's audit trail, oldest first."""
+    return list(
+        session.scalars(select(Event).where(Event.ticket_id == ticket_id).order_by(Event.id))
+    )
+
+
+def _event_json(event: Event) -> dict[str, Any]:
+    detail = dict(event.detail or {})
+    return {
+        "kind": event.kind,
+        "reason": event.reason,
+        "actor": event.actor,
+        "at": _iso(event.created_at),
+        "explanation": detail.pop("explanation", ""),
+        "detail": detail,
+    }
 
 
 def ticket_attachments(session: Session, ticket_id: int) -> list[dict[str, Any]] | None:

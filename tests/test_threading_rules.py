@@ -199,3 +199,103 @@ def test_find_ticket_numbers(subject, numbers):
 
 def test_strip_tokens():
     assert strip_tokens("RE: [SIS #1]  Отчёт", "SIS") == "RE: Отчёт"
+
+
+MORE_CASES = [
+    (
+        "proven engineer joins any ticket",
+        facts(sender="ivanov@sis.ru", tokens=[2], is_engineer=True),
+        ThreadAction.FOLLOW_UP,
+        2,
+        "token_match",
+    ),
+    (
+        "unproven engineer address is no participant",
+        facts(sender="client@firm.ru", tokens=[1], claims_engineer=True),
+        ThreadAction.NEW_TICKET,
+        None,
+        "token_sender_not_participant",
+    ),
+    (
+        "reply to our bounce notice threads",
+        facts(sender="ivanov@sis.ru", in_reply_to=["notice3@sis.ru"], is_engineer=True),
+        ThreadAction.REOPEN,
+        3,
+        "in_reply_to_match_reopened",
+    ),
+    (
+        "bounce returning our acknowledgement",
+        facts(sender="mailer-daemon@mx.example", returned_message_ids=("ack2@sis.ru",)),
+        ThreadAction.FOLLOW_UP,
+        2,
+        "returned_message_match",
+    ),
+    (
+        "returned id of a received message proves nothing",
+        facts(sender="mailer-daemon@mx.example", returned_message_ids=("old@firm.ru",)),
+        ThreadAction.NEW_TICKET,
+        None,
+        "no_thread_match",
+    ),
+    (
+        "full-width token",
+        facts(tokens=find_ticket_numbers("Re: ［SIS ＃1］ отчёт", "SIS")),
+        ThreadAction.FOLLOW_UP,
+        1,
+        "token_match",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "message", "action", "ticket", "reason"),
+    MORE_CASES,
+    ids=[c[0] for c in MORE_CASES],
+)
+def test_decide_thread_more(name, message, action, ticket, reason):
+    decision = decide_thread(message, CTX)
+    assert (decision.action, decision.ticket, decision.reason) == (action, ticket, reason)
+    assert decision.explanation.startswith(f"{action}: ")
+
+
+def test_every_decision_explains_itself():
+    for _, message, *_ in CASES + MORE_CASES:
+        assert decide_thread(message, CTX).explanation
+
+
+def test_explanation_names_the_header_and_our_message():
+    decision = decide_thread(facts(in_reply_to=["ack1@sis.ru"]), CTX)
+    assert decision.explanation == (
+        "follow_up: In-Reply-To <ack1@sis.ru> is our acknowledgement in ticket 1"
+    )
+
+
+def test_lookalike_refusal_names_the_imitated_domain():
+    decision = decide_thread(facts(sender="client@firm-ru.com", tokens=[1]), CTX)
+    assert decision.security_reason == "lookalike_domain"
+    assert decision.refused_ticket == 1
+    assert "firm-ru.com imitates firm.ru" in decision.explanation
+
+
+def test_unproven_engineer_refusal_is_recorded_as_such():
+    decision = decide_thread(facts(sender="ivanov@sis.ru", tokens=[1], claims_engineer=True), CTX)
+    assert decision.security_reason == "unverified_engineer"
+
+
+def _same(sender="client@firm.ru", text="Версия 3.2.1,\nлог приложен."):
+    return KnownMessage(1, "in", "mail", sender, text)
+
+
+@pytest.mark.parametrize(
+    ("known", "expected"),
+    [
+        (_same(), ThreadAction.DUPLICATE),
+        (_same(text="Версия 3.2.1, лог   приложен."), ThreadAction.DUPLICATE),
+        (_same(sender="other@firm.ru"), ThreadAction.FOLLOW_UP),
+        (_same(text="Совсем другое письмо"), ThreadAction.FOLLOW_UP),
+    ],
+)
+def test_same_message_by_another_route(known, expected):
+    ctx = ThreadContext(TICKETS, KNOWN, NOW, 14, same_message=known)
+    message = facts(tokens=[1], message_id="r@firm.ru", text="Версия 3.2.1, лог приложен.")
+    assert decide_thread(message, ctx).action is expected

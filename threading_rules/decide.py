@@ -98,6 +98,8 @@ class ThreadDecision:
     linked_ticket: int | None = None
     security_reason: str | None = None
     """Set when the message tried to enter a ticket it may not: the audit trail keeps it."""
+    refused_ticket: int | None = None
+    """The ticket it tried to enter; its event log shows the attempt."""
 
 
 Rule = Callable[[ThreadFacts, ThreadContext], "ThreadDecision | None"]
@@ -146,8 +148,9 @@ def _refusal(facts: ThreadFacts, ticket: TicketView, reason: str, what: str) -> 
         if imitated is not None:
             security, why = "lookalike_domain", f"{why}; {facts.sender_domain} imitates {imitated}"
     return ThreadDecision(
-        ThreadAction.NEW_TICKET, None, reason, f"new_ticket: {why}", security_reason=security
-    )
+        ThreadAction.NEW_TICKET, None, reason, f"new_ticket: {why}",
+        security_reason=security, refused_ticket=ticket.id,
+    )  # fmt: skip
 
 
 def rule_same_message(facts: ThreadFacts, ctx: ThreadContext) -> ThreadDecision | None:
