@@ -49,6 +49,12 @@ class Daemon:
                 log.exception("%s: failed, retrying in %ss", name, ERROR_BACKOFF_SECONDS)
                 self.stopping.wait(ERROR_BACKOFF_SECONDS)
                 continue
+            except Exception:  # the worker loop is the one catch-all (STYLE.md)
+                # A bug outside one message's isolation must not leave the daemon accepting
+                # mail (SMTP 250) that no thread processes; the spool keeps it until fixed.
+                log.exception("%s: unexpected error, retrying in %ss", name, ERROR_BACKOFF_SECONDS)
+                self.stopping.wait(ERROR_BACKOFF_SECONDS)
+                continue
             if not busy:
                 wake.wait(poll)
                 wake.clear()
