@@ -46,7 +46,40 @@ def test_ingest_eml_files_prints_one_json_object_each(maild, tmp_path):
         ("one@firm.ru", "new_ticket", 1, "no_thread_match"),
         ("two@firm.ru", "follow_up", 1, "token_match"),
     ]
-    assert set(out[0]) >= {"message_id", "action", "ticket", "reason"}
+    assert set(out[0]) >= {"message_id", "action", "ticket", "reason", "explanation"}
+    assert out[0]["explanation"] == (
+        "new_ticket: no token of ours and no reference to a message we know"
+    )
+    assert out[1]["explanation"] == "follow_up: subject token names ticket 1"
+
+
+def test_ingest_json_explains_a_refusal_and_a_replay_keeps_it(maild, tmp_path):
+    first = tmp_path / "first.eml"
+    first.write_bytes(build_mail(message_id="<one@firm.ru>"))
+    hijack = tmp_path / "hijack.eml"
+    hijack.write_bytes(
+        build_mail(sender="x@evil.example", subject="Re: [SIS #1] x", message_id="<h@evil.ex>")
+    )
+    maild("ingest", str(first))
+    [refused] = decisions(maild("ingest", "--json", str(hijack)))
+    assert (refused["action"], refused["ticket"], refused["reason"]) == (
+        "new_ticket",
+        2,
+        "token_sender_not_participant",
+    )
+    assert refused["explanation"] == (
+        "new_ticket: subject token names ticket 1, but x@evil.example is not a participant"
+        " of ticket 1"
+    )
+    victim = json.loads(maild("tickets", "show", "1", "--json").stdout)
+    [security] = [e for e in victim["events"] if e["kind"] == "security"]
+    assert (security["reason"], security["actor"]) == (
+        "token_sender_not_participant",
+        "x@evil.example",
+    )
+    assert security["explanation"] == refused["explanation"]
+    shown = maild("tickets", "show", "1").stdout.decode()
+    assert "security [token_sender_not_participant]: new_ticket: subject token" in shown
 
 
 def test_ingest_same_file_twice_reports_duplicate(maild, tmp_path):
