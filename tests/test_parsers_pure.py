@@ -203,8 +203,10 @@ def facts(**changes) -> MessageFacts:
         ({"precedence": "bulk"}, "precedence_bulk"),
         ({"precedence": "junk"}, "precedence_bulk"),
         ({"unsubscribe_header": "List-Unsubscribe: <mailto:u@x>"}, "list_message"),
-        ({"unsubscribe_header": "List-Unsubscribe: <mailto:u@x>", "precedence": "bulk"},
-         "precedence_bulk"),
+        (
+            {"unsubscribe_header": "List-Unsubscribe: <mailto:u@x>", "precedence": "bulk"},
+            "precedence_bulk",
+        ),
         ({"has_empty_return_path": True}, "empty_return_path"),
         ({"bounce_subject": "Undeliverable"}, "bounce_subject"),
         ({"autoreply_subject": "Автоматический ответ"}, "autoreply_subject"),
