@@ -12,7 +12,7 @@ import enum
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -341,6 +341,10 @@ def stage_thread(pipeline: Pipeline, work: Work) -> IngestResult | None:
         same_message=repo.received_message(session, parsed.message_id),
     )
     work.thread = decide_thread(facts, context)
+    if work.author.kind is not AuthorKind.CLIENT:
+        work.thread = replace(
+            work.thread, explanation=f"{work.thread.explanation} [{work.author.explanation}]"
+        )
     if work.thread.ticket is not None:
         work.ticket = session.get(Ticket, work.thread.ticket)
     if work.thread.action is ThreadAction.DUPLICATE:

@@ -255,7 +255,8 @@ MORE_CASES = [
 def test_decide_thread_more(name, message, action, ticket, reason):
     decision = decide_thread(message, CTX)
     assert (decision.action, decision.ticket, decision.reason) == (action, ticket, reason)
-    assert decision.explanation.startswith(f"{action}: ")
+    shown_as = "follow_up" if action is ThreadAction.REOPEN else action  # as ingest says
+    assert decision.explanation.startswith(f"{shown_as}: ")
 
 
 def test_every_decision_explains_itself():

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from threading_rules.lookalike import find_imitated
+from threading_rules.lookalike import find_imitated, to_unicode
 
 
 class ThreadAction(enum.StrEnum):
@@ -127,7 +127,8 @@ def _join(ticket: TicketView, reason: str, why: str, ctx: ThreadContext) -> Thre
     if ctx.now - ticket.closed_at <= timedelta(days=ctx.reopen_days):
         return ThreadDecision(
             ThreadAction.REOPEN, ticket.id, f"{reason}_reopened",
-            f"reopen: {why}; closed {closed_days} d ago, within {ctx.reopen_days} d",
+            f"follow_up: {why}; it reopens, closed {closed_days} d ago (within "
+            f"{ctx.reopen_days} d)",
         )  # fmt: skip
     return ThreadDecision(
         ThreadAction.NEW_TICKET, None, f"{reason}_closed_too_long",
@@ -146,7 +147,13 @@ def _refusal(facts: ThreadFacts, ticket: TicketView, reason: str, what: str) -> 
     else:
         imitated = find_imitated(facts.sender_domain, ticket.domains())
         if imitated is not None:
-            security, why = "lookalike_domain", f"{why}; {facts.sender_domain} imitates {imitated}"
+            shown = to_unicode(facts.sender_domain)
+            domain = (
+                facts.sender_domain
+                if shown == facts.sender_domain
+                else (f"{facts.sender_domain} ({shown})")
+            )
+            security, why = "lookalike_domain", f"{why}; {domain} imitates {imitated}"
     return ThreadDecision(
         ThreadAction.NEW_TICKET, None, reason, f"new_ticket: {why}",
         security_reason=security, refused_ticket=ticket.id,
