@@ -593,6 +593,15 @@ def _add_cc_participants(pipeline: Pipeline, work: Work) -> None:
     parsed = known(parsed)
     ticket = known(ticket)
     engineers = pipeline.engineer_addresses
+    author, sender = known(work.author), known(parsed.sender).email
+    # A colleague let in by the organisation's domain, or a proven engineer, becomes a
+    # participant by writing; so every Cc below comes from a participant.
+    sender_role = "engineer" if author.is_engineer else "colleague"
+    if repo.add_participant(work.session, ticket.id, sender, sender_role):
+        repo.add_event(
+            work.session, "participant_added", "wrote_in_ticket", ticket_id=ticket.id,
+            detail={"email": sender, "role": sender_role},
+        )  # fmt: skip
     for address in (*parsed.to, *parsed.cc):
         email = address.email
         if email in pipeline.own_addresses or email.split("+")[0] in pipeline.own_addresses:

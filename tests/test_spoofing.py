@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from maild.worker import drain_spool
-from storage.models import Event, InboundMessage, OutboxMessage
+from storage.models import Event, InboundMessage, OutboxMessage, Participant
 from storage.spool import SpoolMeta
 from tests.mailbuilder import build_mail
 from tests.test_pipeline import ingest
@@ -117,3 +117,34 @@ def test_rate_limit_is_per_day(make_app, clock):
             select(OutboxMessage.created_at).where(OutboxMessage.purpose == "acknowledgement")
         ).all()
     assert len(acks) == 3  # two on the first day, the third message silenced, one next day
+
+
+def test_participants_join_only_by_a_participants_cc(app):
+    ingest(app, build_mail(message_id="<req-1@stroymontazh.ru>"))
+    # A stranger's Cc in a refused message adds nobody to ticket 1.
+    ingest(
+        app,
+        build_mail(
+            sender="x@evil.example", subject="Re: [SIS #1] x", cc="friend@evil.example",
+            message_id="<h@evil.example>",
+        ),
+    )  # fmt: skip
+    # A colleague let in by the organisation's domain becomes a participant, and so do the
+    # people they copy.
+    ingest(
+        app,
+        build_mail(
+            sender="boss@stroymontazh.ru", subject="Re: [SIS #1] x", cc="it@partner.ru",
+            message_id="<boss@stroymontazh.ru>",
+        ),
+    )  # fmt: skip
+    with app.sessions() as session:
+        rows = session.execute(
+            select(Participant.email, Participant.role).where(Participant.ticket_id == 1)
+        ).all()
+        members = dict(rows)
+    assert members == {
+        "sidorov@stroymontazh.ru": "requester",
+        "boss@stroymontazh.ru": "colleague",
+        "it@partner.ru": "cc",
+    }
