@@ -113,6 +113,10 @@ class Work:
     ticket: Ticket | None = None
     message: Message | None = None
     notes: list[str] = field(default_factory=list)
+    message_id_seen: bool = False
+    """An earlier message had this Message-ID: the thread stage checks for a second route."""
+    ticket_participants: frozenset[str] = frozenset()
+    """Who was in the ticket before this message (from the thread context)."""
 
 
 Stage = Callable[["Pipeline", Work], IngestResult | None]
@@ -172,7 +176,7 @@ class Pipeline:
     ) -> IngestResult:
         """Record a message that broke the pipeline, raw bytes kept for a person to look at."""
         identity = identify_message(incoming.raw)
-        replayed, _ = repo.ledger_matches(session, incoming.spool_id, identity.dedup_key)
+        replayed = repo.ledger_matches(session, incoming.spool_id, identity.dedup_key).replayed
         if replayed is None:
             blob = _store_raw(self.artifacts, incoming.raw)
             repo.record_artifact(session, blob.sha256, blob.size)
@@ -225,7 +229,9 @@ def _finish(work: Work, action: IngestAction, reason: str, explanation: str) -> 
 def stage_ledger(pipeline: Pipeline, work: Work) -> IngestResult | None:
     del pipeline
     session, incoming = work.session, work.incoming
-    replayed, original = repo.ledger_matches(session, incoming.spool_id, work.identity.dedup_key)
+    replayed, original, work.message_id_seen = repo.ledger_matches(
+        session, incoming.spool_id, work.identity.dedup_key, work.identity.message_id
+    )
     if replayed is not None:
         return IngestResult(
             incoming.spool_id, replayed.message_id, IngestAction(replayed.state),
@@ -338,9 +344,13 @@ def stage_thread(pipeline: Pipeline, work: Work) -> IngestResult | None:
         known_message_ids=known_ids,
         now=pipeline.clock.now(),
         reopen_days=pipeline.config.tickets.reopen_days,
-        same_message=repo.received_message(session, parsed.message_id),
+        same_message=(
+            repo.received_message(session, parsed.message_id) if work.message_id_seen else None
+        ),
     )
     work.thread = decide_thread(facts, context)
+    joined = context.tickets.get(work.thread.ticket) if work.thread.ticket is not None else None
+    work.ticket_participants = joined.participants if joined is not None else frozenset()
     if work.author.kind is not AuthorKind.CLIENT:
         work.thread = replace(
             work.thread, explanation=f"{work.thread.explanation} [{work.author.explanation}]"
@@ -597,7 +607,12 @@ def _add_cc_participants(pipeline: Pipeline, work: Work) -> None:
     # A colleague let in by the organisation's domain, or a proven engineer, becomes a
     # participant by writing; so every Cc below comes from a participant.
     sender_role = "engineer" if author.is_engineer else "colleague"
-    if repo.add_participant(work.session, ticket.id, sender, sender_role):
+    is_new = known(work.thread).action is ThreadAction.NEW_TICKET  # the sender is requester
+    if (
+        not is_new
+        and sender not in work.ticket_participants
+        and repo.add_participant(work.session, ticket.id, sender, sender_role)
+    ):
         repo.add_event(
             work.session, "participant_added", "wrote_in_ticket", ticket_id=ticket.id,
             detail={"email": sender, "role": sender_role},

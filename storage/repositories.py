@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -94,20 +94,31 @@ def sync_engineers(session: Session, engineers: Iterable[tuple[str, str]]) -> No
         session.add(Engineer(email=email, name=name))
 
 
+class LedgerMatch(NamedTuple):
+    replayed: InboundMessage | None
+    """This spool entry, if it was already settled."""
+    original: InboundMessage | None
+    """The first copy of this message (same dedup key)."""
+    message_id_seen: bool
+    """Some earlier message had this Message-ID (worth asking whether it is the same one)."""
+
+
 def ledger_matches(
-    session: Session, spool_id: str, dedup_key: str
-) -> tuple[InboundMessage | None, InboundMessage | None]:
-    """In one query: this spool entry if already settled, and the first copy of this message."""
+    session: Session, spool_id: str, dedup_key: str, message_id: str | None = None
+) -> LedgerMatch:
+    """All three in one query."""
+    wanted = [InboundMessage.spool_id == spool_id, InboundMessage.dedup_key == dedup_key]
+    if message_id:
+        wanted.append(InboundMessage.message_id == message_id)
     rows = session.scalars(
-        select(InboundMessage)
-        .where(or_(InboundMessage.spool_id == spool_id, InboundMessage.dedup_key == dedup_key))
-        .order_by(InboundMessage.id)
+        select(InboundMessage).where(or_(*wanted)).order_by(InboundMessage.id)
     ).all()
     replayed = next((row for row in rows if row.spool_id == spool_id), None)
     original = next(
         (row for row in rows if row.dedup_key == dedup_key and row.state != "duplicate"), None
     )
-    return replayed, original
+    seen = any(row.message_id == message_id and row.spool_id != spool_id for row in rows)
+    return LedgerMatch(replayed, original, bool(message_id) and seen)
 
 
 def ticket_views(session: Session, ticket_ids: Iterable[int]) -> dict[int, TicketView]:
