@@ -20,8 +20,8 @@ from maild.app import App, initialize, open_app
 from maild.compose import filesize
 from maild.config import Config, load_config
 from maild.errors import MaildError
-from maild.pipeline import Incoming, IngestResult
 from maild.sources.files import input_size, iter_messages
+from maild.work import Incoming, IngestResult
 from maild.worker import batched, process_batch
 from storage.export import export_artifact, resolve_artifact
 from storage.retention import find_purge_candidates, purge_artifacts

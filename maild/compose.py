@@ -7,13 +7,18 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email import encoders
 from email.charset import QP, Charset
 from email.header import Header
 from email.message import EmailMessage, Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.policy import SMTPUTF8, compat32
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jinja2
 
@@ -23,6 +28,7 @@ from parsers.types import AttachmentInfo
 _WIRE = compat32.clone(linesep="\r\n", max_line_length=78)
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
+NO_SUBJECT = {"ru": "(без темы)", "en": "(no subject)"}
 _CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
 _LATIN = re.compile(r"[a-z]", re.IGNORECASE)
 
@@ -53,6 +59,25 @@ KIND_LABELS = {
 }  # fmt: skip
 
 
+CLOSE_LABELS = {
+    "ru": {"solved": "решено", "workaround": "обходное решение",
+           "fixed_in_version": "исправлено в версии", "out_of_scope": "проектные работы заказчика",
+           "not_our_software": "не наше ПО", "not_reproducible": "не воспроизводится",
+           "no_information": "нет информации", "conduct": "нарушение норм общения",
+           "merged": "объединено"},
+    "en": {"solved": "solved", "workaround": "workaround", "fixed_in_version": "fixed in a version",
+           "out_of_scope": "customer's project work", "not_our_software": "not our software",
+           "not_reproducible": "not reproducible", "no_information": "no information",
+           "conduct": "breach of etiquette", "merged": "merged"},
+}  # fmt: skip
+CHANNEL_LABELS = {
+    "ru": {"email": "почта", "phone": "телефон", "telegram": "Telegram", "web": "форма на сайте",
+           "dedicated": "выделенный канал", "other": "другой канал"},
+    "en": {"email": "e-mail", "phone": "phone", "telegram": "Telegram", "web": "web form",
+           "dedicated": "dedicated channel", "other": "other channel"},
+}  # fmt: skip
+
+
 def filesize(size: int) -> str:
     value = float(size)
     for unit in ("B", "KB", "MB", "GB"):
@@ -73,14 +98,27 @@ def template_environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     environment.filters["filesize"] = filesize
+    environment.filters["localtime"] = _localtime
     return environment
 
 
 def render(name: str, language: str, **context: Any) -> str:
     template = template_environment().get_template(f"{name}.{language}.txt.j2")
     return template.render(
-        item_labels=ITEM_LABELS[language], kind_labels=KIND_LABELS[language], **context
-    )
+        item_labels=ITEM_LABELS[language], kind_labels=KIND_LABELS[language],
+        close_labels=CLOSE_LABELS[language], channel_labels=CHANNEL_LABELS[language], **context,
+    )  # fmt: skip
+
+
+@jinja2.pass_context
+def _localtime(context: jinja2.runtime.Context, moment: datetime) -> str:
+    return local_time(moment, context.get("timezone") or "Europe/Moscow")
+
+
+def local_time(moment: datetime, zone: str) -> str:
+    """`03.03.2026 17:00 MSK`-style: engineers read deadlines in their own time."""
+    local = moment.astimezone(ZoneInfo(zone))
+    return f"{local:%d.%m.%Y %H:%M} {local.tzname()}"
 
 
 def choose_language(default: str, *texts: str) -> str:
@@ -118,6 +156,9 @@ def build_mail(
     references: Sequence[str],
     now: datetime,
     auto_submitted: str,
+    from_name: str | None = None,
+    cc: Sequence[tuple[str, str]] = (),
+    files: Sequence[OutgoingFile] = (),
 ) -> Message:
     """Headers every maild message carries (SPEC: Auto-Submitted, token, own id, references).
 
@@ -125,10 +166,16 @@ def build_mail(
     its full parser, which made composing an acknowledgement cost more than parsing a
     request (bench/ingest.py).
     """
-    mail = _international_message(text) if is_international(to) else _plain_message(text)
-    from_name, from_address = parseaddr(config.outbound.from_header)
-    mail["From"] = _mailbox(from_name, from_address)
+    everyone = (*to, *cc)
+    if is_international(everyone):
+        mail: Message = _international_message(text, files)
+    else:
+        mail = _plain_message(text, files)
+    default_name, from_address = parseaddr(config.outbound.from_header)
+    mail["From"] = _mailbox(from_name if from_name is not None else default_name, from_address)
     mail["To"] = ", ".join(_mailbox(name, address) for name, address in to)
+    if cc:
+        mail["Cc"] = ", ".join(_mailbox(name, address) for name, address in cc)
     mail["Reply-To"] = config.mailbox.address
     plain_subject = subject.isascii() or isinstance(mail, EmailMessage)
     mail["Subject"] = subject if plain_subject else Header(subject, "utf-8").encode()
@@ -147,10 +194,39 @@ def build_mail(
     return mail
 
 
-def _plain_message(text: str) -> Message:
+@dataclass(frozen=True, slots=True)
+class OutgoingFile:
+    """An attachment relayed from an engineer's mail to the client."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def _plain_message(text: str, files: Sequence[OutgoingFile] = ()) -> Message:
     """text/plain in UTF-8, quoted-printable: readable in any client, safe through any MTA."""
-    mail = Message()
-    mail.set_payload(text, _UTF8_QP)
+    body = Message()
+    body.set_payload(text, _UTF8_QP)
+    if not files:
+        return body
+    mail = MIMEMultipart("mixed")
+    body_part = MIMEText(text, "plain", "utf-8")
+    del body_part["Content-Transfer-Encoding"]
+    body_part.set_payload(text, _UTF8_QP)
+    mail.attach(body_part)
+    for file in files:
+        maintype, _, subtype = file.content_type.partition("/")
+        part = MIMEBase(maintype or "application", subtype or "octet-stream")
+        part.set_payload(file.data)
+        encoders.encode_base64(part)
+        if file.filename.isascii():
+            part.add_header("Content-Disposition", "attachment", filename=file.filename)
+            part.set_param("name", file.filename)
+        else:  # RFC 2231 for the standard, an encoded word for Outlook and older clients
+            rfc2231 = ("utf-8", "", file.filename)
+            part.add_header("Content-Disposition", "attachment", filename=rfc2231)
+            part.set_param("name", Header(file.filename, "utf-8").encode())
+        mail.attach(part)
     return mail
 
 
@@ -158,10 +234,16 @@ def is_international(to: Sequence[tuple[str, str]]) -> bool:
     return not all(address.isascii() for _, address in to)
 
 
-def _international_message(text: str) -> EmailMessage:
+def _international_message(text: str, files: Sequence[OutgoingFile] = ()) -> EmailMessage:
     """RFC 6531/6532 recipients (jdöe@mächine.example) get raw UTF-8 headers (SMTPUTF8)."""
     mail = EmailMessage(policy=SMTPUTF8)
     mail.set_content(text, charset="utf-8", cte="quoted-printable")
+    for file in files:
+        maintype, _, subtype = file.content_type.partition("/")
+        mail.add_attachment(
+            file.data, maintype=maintype or "application", subtype=subtype or "octet-stream",
+            filename=file.filename,
+        )  # fmt: skip
     return mail
 
 
@@ -235,22 +317,29 @@ def engineer_notice(
     to: Sequence[tuple[str, str]],
     answering: str | None,
     now: datetime,
+    headline: str | None = None,
+    references: Sequence[str] = (),
+    from_name: str | None = None,
     **context: Any,
 ) -> OutgoingMail:
     """A notice to engineers about a ticket: from maild, in the config's language; a reply
     to it comes back to the support address and threads by its Message-ID."""
     language = config.tickets.language
+    headline = headline or NOTICE_SUBJECTS[template][language]
     text = render(
-        template, language, token=token, subject=subject,
-        support_address=config.mailbox.address, **context,
+        template, language, token=token, subject=subject, ticket_id=ticket_id,
+        support_address=config.mailbox.address, headline=headline,
+        timezone=config.tickets.timezone,
+        comment_address=config.mailbox.comment_address or f"#comment → {config.mailbox.address}",
+        **context,
     )  # fmt: skip
     message_id = new_message_id(config, ticket_id)
-    headline = NOTICE_SUBJECTS[template][language]
     full_subject = f"{token} {headline}: {subject}"
+    chain = [*references, answering] if answering else list(references)
     mail = build_mail(
         config, to=list(to), subject=full_subject, text=text, message_id=message_id,
-        in_reply_to=answering, references=[answering] if answering else [], now=now,
-        auto_submitted="auto-generated",
+        in_reply_to=answering, references=chain, now=now, auto_submitted="auto-generated",
+        from_name=from_name,
     )  # fmt: skip
     recipients = tuple(address for _, address in to)
     return OutgoingMail(message_id, full_subject, recipients, "", text, wire_bytes(mail))
@@ -258,6 +347,12 @@ def engineer_notice(
 
 NOTICE_SUBJECTS = {
     "bounce_notice": {"ru": "письмо клиенту не доставлено", "en": "mail to the client bounced"},
+    "new_ticket": {"ru": "Новое обращение", "en": "New ticket"},
+    "follow_up": {"ru": "Ответ клиента", "en": "Client wrote"},
+    "reopened": {"ru": "Обращение открыто снова", "en": "Ticket reopened"},
+    "on_behalf": {"ru": "Зарегистрировано инженером", "en": "Registered by an engineer"},
+    "comment_notice": {"ru": "Внутренний комментарий", "en": "Internal comment"},
+    "command_result": {"ru": "Команды", "en": "Commands"},
 }
 
 
@@ -299,3 +394,42 @@ def _auto_reply(
     # bounce of it can start a loop.
     raw = wire_bytes(mail)
     return OutgoingMail(message_id, full_subject, (reply.client[1],), "", text, raw)
+
+
+def client_mail(
+    config: Config,
+    reply: ReplyTo,
+    *,
+    engineer_text: str,
+    blocks: Sequence[str],
+    cc: Sequence[tuple[str, str]],
+    files: Sequence[OutgoingFile],
+    from_name: str,
+    now: datetime,
+) -> OutgoingMail:
+    """What an engineer sends a client: the engineer's own words (no quoted history), the
+    blocks of the commands (#request, #close) and the ticket's footer, from the support
+    address under the engineer's name. A person's answer, so bounces come back to us."""
+    text = render(
+        "answer", reply.language, engineer_text=engineer_text, blocks=list(blocks),
+        token=reply.token, subject=reply.subject, support_address=config.mailbox.address,
+    )  # fmt: skip
+    message_id = new_message_id(config, reply.ticket_id)
+    full_subject = f"{reply.token} {reply.subject}"
+    answering = reply.answering
+    mail = build_mail(
+        config, to=[reply.client], cc=cc, subject=full_subject, text=text,
+        message_id=message_id, in_reply_to=answering,
+        references=[*reply.references, answering] if answering else reply.references,
+        now=now, auto_submitted="auto-generated", from_name=from_name, files=files,
+    )  # fmt: skip
+    recipients = (reply.client[1], *(address for _, address in cc))
+    return OutgoingMail(
+        message_id, full_subject, recipients, config.mailbox.address, text, wire_bytes(mail)
+    )
+
+
+def sender_name(engineer_name: str, config: Config) -> str:
+    """`Иван Иванов (SIS Support)`: the client sees who answered, and that it is support."""
+    support_name = parseaddr(config.outbound.from_header)[0] or config.mailbox.display_name
+    return f"{engineer_name} ({support_name})" if engineer_name else support_name

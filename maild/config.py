@@ -11,6 +11,7 @@ import ipaddress
 import os
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parseaddr
@@ -112,6 +113,8 @@ class TicketsConfig:
     language: str
     reopen_days: int
     public_domains: frozenset[str]
+    timezone: str = "Europe/Moscow"
+    """Times in mail to engineers and clients are shown in this zone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,23 @@ class EngineerConfig:
 class SecurityConfig:
     trusted_authserv_ids: tuple[str, ...]
     trusted_relays: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationsConfig:
+    team_address: str | None
+    """Where notices of unassigned tickets go; None = to every engineer."""
+
+
+CRITICALITIES = ("critical", "high", "normal", "low")
+
+
+@dataclass(frozen=True, slots=True)
+class SlaConfig:
+    """Targets in hours per criticality (the public offer; 24x7 clock)."""
+
+    first_response_hours: Mapping[str, float]
+    resolution_hours: Mapping[str, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +170,13 @@ class Config:
     guard: GuardConfig
     engineers: tuple[EngineerConfig, ...]
     security: SecurityConfig
+    notifications: NotificationsConfig = field(default=NotificationsConfig(None))
+    sla: SlaConfig = field(
+        default=SlaConfig(
+            {"critical": 1, "high": 4, "normal": 8, "low": 24},
+            {"critical": 24, "high": 72, "normal": 240, "low": 480},
+        )
+    )
     log_level: str = field(default="INFO")
 
     @property
@@ -271,6 +298,35 @@ def _domains(value: Any) -> frozenset[str]:
     return frozenset(item.lower() for item in _string_list(value))
 
 
+def _hours_by_criticality(value: Any) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise ValueError(  # noqa: TRY004 - checkers raise ValueError
+            "expected a table such as { critical = 1, high = 4, normal = 8, low = 24 }"
+        )
+    unknown = sorted(set(value) - set(CRITICALITIES))
+    if unknown:
+        raise ValueError(f"unknown criticality {unknown[0]!r}; expected {', '.join(CRITICALITIES)}")
+    missing = [level for level in CRITICALITIES if level not in value]
+    if missing:
+        raise ValueError(f"missing criticality {missing[0]!r}")
+    hours: dict[str, float] = {}
+    for level in CRITICALITIES:
+        number = value[level]
+        if isinstance(number, bool) or not isinstance(number, int | float) or number <= 0:
+            raise ValueError(f"{level}: expected a positive number of hours")
+        hours[level] = float(number)
+    return hours
+
+
+def _timezone(value: Any) -> str:
+    text = _string(value)
+    try:
+        zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{text!r} is not a time zone name such as Europe/Moscow") from None
+    return text
+
+
 def _megabytes(value: Any) -> int:
     return _positive_int(value) * 1024 * 1024
 
@@ -320,6 +376,7 @@ _SCHEMA: dict[str, dict[str, tuple[Checker, Any]]] = {
         "language": (_language, "ru"),
         "reopen_days": (_non_negative_int, 14),
         "public_domains": (_domains, _PUBLIC_DOMAINS),
+        "timezone": (_timezone, "Europe/Moscow"),
     },
     "guard": {"autoreply_limit": (_non_negative_int, 5)},
     "security": {
@@ -327,6 +384,17 @@ _SCHEMA: dict[str, dict[str, tuple[Checker, Any]]] = {
         "trusted_relays": (_relays, []),
     },
     "logging": {"level": (_log_level, "INFO")},
+    "notifications": {"team_address": (_email, None)},
+    "sla": {
+        "first_response_hours": (
+            _hours_by_criticality,
+            {"critical": 1, "high": 4, "normal": 8, "low": 24},
+        ),
+        "resolution_hours": (
+            _hours_by_criticality,
+            {"critical": 24, "high": 72, "normal": 240, "low": 480},
+        ),
+    },
 }
 _IMAP_KEYS: dict[str, tuple[Checker, Any]] = {
     "host": (_string, ...),
@@ -509,6 +577,8 @@ def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | Non
         guard=GuardConfig(**values["guard"]),
         engineers=_engineers(tables.get("engineers", [])),
         security=SecurityConfig(**values["security"]),
+        notifications=NotificationsConfig(values["notifications"]["team_address"]),
+        sla=SlaConfig(**values["sla"]),
         log_level=values["logging"]["level"],
     )
 

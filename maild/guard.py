@@ -127,3 +127,7 @@ def decide_acknowledgement(
     if acks_today >= limit:
         return AckDecision(send=False, reason="ack_rate_limited")
     return AckDecision(send=True, reason="ack_sent")
+
+
+AUTO_REPLIES = ("acknowledgement", "attachment_refused")
+"""Automatic replies to clients: together at most `guard.autoreply_limit` a day per address."""

@@ -8,31 +8,47 @@ commits together or not at all.
 
 from __future__ import annotations
 
-import enum
 import logging
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild import compose
 from maild.clock import Clock
+from maild.commands import split_commands
 from maild.config import Config
-from maild.guard import GuardAction, GuardDecision, decide_acknowledgement, decide_guard
+from maild.engineer import handle_engineer_mail
+from maild.guard import (
+    AUTO_REPLIES,
+    GuardAction,
+    GuardDecision,
+    decide_acknowledgement,
+    decide_guard,
+)
+from maild.notices import ENGINEER_NOTICES, NoticeContext, notify_ticket, ticket_engineers
+from maild.work import (
+    Incoming,
+    IngestAction,
+    IngestResult,
+    Work,
+    finish,
+    inbound_id,
+    known,
+    queue_mail,
+)
 from parsers.checklist import find_checklist_facts, missing_items
-from parsers.classify import MessageFacts, message_facts
+from parsers.classify import message_facts
 from parsers.identity import MessageIdentity, identify_message
 from parsers.message import parse_message
 from parsers.rawmail import RawMail
-from parsers.types import ParsedMessage, StoredBlob
+from parsers.types import StoredBlob
 from storage import repositories as repo
 from storage.artifacts import ArtifactStore
-from storage.models import InboundMessage, Message, OutboxMessage, Ticket
+from storage.models import InboundMessage, Message, Ticket
 from threading_rules.authenticity import (
-    AuthorIdentity,
     AuthorKind,
     identify_author,
     parse_networks,
@@ -40,94 +56,16 @@ from threading_rules.authenticity import (
 from threading_rules.decide import (
     ThreadAction,
     ThreadContext,
-    ThreadDecision,
     ThreadFacts,
     decide_thread,
 )
 from threading_rules.lookalike import find_imitated
-from threading_rules.token import find_ticket_numbers, format_token, strip_tokens
+from threading_rules.token import clean_subject, find_ticket_numbers, format_token
 
 log = logging.getLogger(__name__)
-_REPLY_CHAIN = re.compile(
-    r"^\s*(?:re|fwd?|aw|tr|sv|vs|wg|ответ|отв|пересл)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*",
-    re.IGNORECASE,
-)
-NO_SUBJECT = {"ru": "(без темы)", "en": "(no subject)"}
-
-
-class IngestAction(enum.StrEnum):
-    NEW_TICKET = "new_ticket"
-    FOLLOW_UP = "follow_up"
-    IGNORED = "ignored"
-    QUARANTINED = "quarantined"
-    DUPLICATE = "duplicate"
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    spool_id: str
-    message_id: str | None
-    action: IngestAction
-    ticket: int | None
-    reason: str
-    explanation: str = ""
-
-    def as_json(self, source: str | None = None) -> dict[str, Any]:
-        extra = {"source": source} if source else {}
-        return {
-            **extra,
-            "message_id": self.message_id,
-            "action": str(self.action),
-            "ticket": self.ticket,
-            "reason": self.reason,
-            "explanation": self.explanation,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    spool_id: str
-    raw: RawMail
-    source: str
-    peer: str = ""
-    """The IP address that handed the message to maild's own SMTP/LMTP listener, else ""."""
-
-    @classmethod
-    def of(cls, spool_id: str, raw: bytes, source: str, peer: str = "") -> Incoming:
-        return cls(spool_id, RawMail.of(raw), source, peer)
-
-
-@dataclass(slots=True)
-class Work:
-    """What the stages learn about one message, in order; typed fields, no free-form dict."""
-
-    incoming: Incoming
-    session: Session
-    identity: MessageIdentity
-    inbound: InboundMessage | None = None
-    parsed: ParsedMessage | None = None
-    facts: MessageFacts | None = None
-    guard: GuardDecision | None = None
-    author: AuthorIdentity | None = None
-    thread: ThreadDecision | None = None
-    ticket: Ticket | None = None
-    message: Message | None = None
-    notes: list[str] = field(default_factory=list)
-    message_id_seen: bool = False
-    """An earlier message had this Message-ID: the thread stage checks for a second route."""
-    ticket_participants: frozenset[str] = frozenset()
-    """Who was in the ticket before this message (from the thread context)."""
 
 
 Stage = Callable[["Pipeline", Work], IngestResult | None]
-T = TypeVar("T")
-
-
-def known(value: T | None) -> T:
-    """Stages run in order, so an earlier stage's result is always there; if not, it is a bug."""
-    if value is None:
-        raise RuntimeError("a pipeline stage ran before the stage that provides its input")
-    return value
 
 
 class Pipeline:
@@ -209,20 +147,6 @@ def _ledger_row(
     )
 
 
-def _finish(work: Work, action: IngestAction, reason: str, explanation: str) -> IngestResult:
-    """Write the ledger outcome and turn it into the stage's result."""
-    inbound = work.inbound
-    inbound = known(inbound)
-    inbound.state = str(action)
-    inbound.reason = reason
-    inbound.explanation = explanation
-    inbound.ticket_id = work.ticket.id if work.ticket else None
-    return IngestResult(
-        work.incoming.spool_id, work.identity.message_id, action, inbound.ticket_id, reason,
-        explanation,
-    )  # fmt: skip
-
-
 # --- spool: the ledger makes a replay after a crash, and a second copy, harmless ---
 
 
@@ -244,7 +168,7 @@ def stage_ledger(pipeline: Pipeline, work: Work) -> IngestResult | None:
         return None
     if original.ticket_id is not None:
         work.ticket = session.get(Ticket, original.ticket_id)
-    return _finish(
+    return finish(
         work, IngestAction.DUPLICATE, "same_message_already_received",
         f"duplicate: the same message (Message-ID and body) was received before"
         f"{f' in ticket {original.ticket_id}' if original.ticket_id else ''}",
@@ -274,10 +198,6 @@ def _store_raw(artifacts: ArtifactStore, raw: RawMail) -> StoredBlob:
         return artifacts.put_stream(stream)
 
 
-def _inbound_id(work: Work) -> int:
-    return known(work.inbound).id
-
-
 # --- guard: machines are recorded, never answered ---
 
 
@@ -297,16 +217,16 @@ def stage_guard(pipeline: Pipeline, work: Work) -> IngestResult | None:
     guard = work.guard
     if guard.action is GuardAction.IGNORE:
         repo.add_event(
-            work.session, "ignored", guard.reason, inbound_id=_inbound_id(work),
+            work.session, "ignored", guard.reason, inbound_id=inbound_id(work),
             detail={"explanation": guard.explanation},
         )  # fmt: skip
-        return _finish(work, IngestAction.IGNORED, guard.reason, guard.explanation)
+        return finish(work, IngestAction.IGNORED, guard.reason, guard.explanation)
     why = "quarantined: no usable From address, nobody to answer"
     repo.add_event(
-        work.session, "quarantined", "no_sender", inbound_id=_inbound_id(work),
+        work.session, "quarantined", "no_sender", inbound_id=inbound_id(work),
         detail={"explanation": why},
     )  # fmt: skip
-    return _finish(work, IngestAction.QUARANTINED, "no_sender", why)
+    return finish(work, IngestAction.QUARANTINED, "no_sender", why)
 
 
 # --- thread: which ticket, by token, then In-Reply-To, then References ---
@@ -357,14 +277,31 @@ def stage_thread(pipeline: Pipeline, work: Work) -> IngestResult | None:
         )
     if work.thread.ticket is not None:
         work.ticket = session.get(Ticket, work.thread.ticket)
+        _follow_merges(work)
     if work.thread.action is ThreadAction.DUPLICATE:
         thread = work.thread
         repo.add_event(
             session, "duplicate", thread.reason, ticket_id=thread.ticket,
-            inbound_id=_inbound_id(work), detail={"explanation": thread.explanation},
+            inbound_id=inbound_id(work), detail={"explanation": thread.explanation},
         )  # fmt: skip
-        return _finish(work, IngestAction.DUPLICATE, thread.reason, thread.explanation)
+        return finish(work, IngestAction.DUPLICATE, thread.reason, thread.explanation)
     return None
+
+
+def _follow_merges(work: Work) -> None:
+    """Mail naming a ticket that was merged goes where the ticket's mail went (#merge)."""
+    ticket, thread = known(work.ticket), known(work.thread)
+    hops: list[int] = []
+    while ticket.merged_into_id is not None and len(hops) < 10:
+        hops.append(ticket.id)
+        ticket = work.session.get_one(Ticket, ticket.merged_into_id)
+    if hops:
+        path = " -> ".join(str(number) for number in (*hops, ticket.id))
+        work.ticket = ticket
+        work.thread = replace(
+            thread, ticket=ticket.id, action=ThreadAction.FOLLOW_UP,
+            explanation=f"{thread.explanation}; ticket merged ({path})",
+        )  # fmt: skip
 
 
 # --- store: ticket, contact, message, attachments, participants, events ---
@@ -377,6 +314,8 @@ def stage_store(pipeline: Pipeline, work: Work) -> IngestResult | None:
     session = work.session
     if guard.action is GuardAction.IGNORE:
         return _store_machine_mail(pipeline, work)
+    if known(work.author).is_engineer:
+        return handle_engineer_mail(work, pipeline.config, pipeline.artifacts, pipeline.clock.now())
     _record_security(pipeline, work)
     if work.ticket is None:
         work.ticket = _open_ticket(pipeline, work)
@@ -394,13 +333,19 @@ def stage_store(pipeline: Pipeline, work: Work) -> IngestResult | None:
         )  # fmt: skip
     else:
         repo.note_contact_alive(session, sender.email)
+        if work.ticket.status in ("waiting", "resolved"):
+            old, work.ticket.status = work.ticket.status, "open"
+            repo.add_event(
+                session, "status_changed", "client_replied", ticket_id=work.ticket.id,
+                actor=sender.email, detail={"old": old, "new": "open"},
+            )  # fmt: skip
     work.message = _store_message(pipeline, work, work.ticket, visibility="public", kind="mail")
     _add_cc_participants(pipeline, work)
     work.ticket.updated_at = pipeline.clock.now()
     kind = "ticket_created" if thread.action is ThreadAction.NEW_TICKET else "follow_up"
     author = known(work.author)
     repo.add_event(
-        session, kind, thread.reason, ticket_id=work.ticket.id, inbound_id=_inbound_id(work),
+        session, kind, thread.reason, ticket_id=work.ticket.id, inbound_id=inbound_id(work),
         actor=sender.email,
         detail={"explanation": thread.explanation, "author": str(author.kind),
                 "author_reason": author.reason},
@@ -412,26 +357,35 @@ def _record_security(pipeline: Pipeline, work: Work) -> None:
     """What an attacker tried, for the audit trail; nothing here changes the decision."""
     parsed, thread, author = known(work.parsed), known(work.thread), known(work.author)
     sender = known(parsed.sender).email
-    inbound_id, session = _inbound_id(work), work.session
+    ledger_id, session = inbound_id(work), work.session
     if thread.security_reason:
         repo.add_event(
             session, "security", thread.security_reason, ticket_id=thread.refused_ticket,
-            inbound_id=inbound_id, actor=sender,
+            inbound_id=ledger_id, actor=sender,
             detail={"subject": parsed.subject, "explanation": thread.explanation},
         )  # fmt: skip
     if author.kind is AuthorKind.UNVERIFIED_ENGINEER and thread.security_reason != (
         "unverified_engineer"
     ):
         repo.add_event(
-            session, "security", "unverified_engineer", inbound_id=inbound_id, actor=sender,
+            session, "security", "unverified_engineer", inbound_id=ledger_id, actor=sender,
             detail={"subject": parsed.subject, "explanation": author.explanation,
                     "author_reason": author.reason},
         )  # fmt: skip
+    if author.kind is AuthorKind.UNVERIFIED_ENGINEER:
+        lines = [c.line for c in split_commands(parsed.new_text).commands]
+        if lines:
+            repo.add_event(
+                session, "security", "commands_refused", ticket_id=thread.refused_ticket,
+                inbound_id=ledger_id, actor=sender,
+                detail={"commands": lines,
+                        "explanation": f"commands not honoured: {author.explanation}"},
+            )  # fmt: skip
     domain = sender.rpartition("@")[2]
     imitated = find_imitated(domain, pipeline.own_domains)
     if imitated is not None:
         repo.add_event(
-            session, "security", "lookalike_own_domain", inbound_id=inbound_id, actor=sender,
+            session, "security", "lookalike_own_domain", inbound_id=ledger_id, actor=sender,
             detail={"subject": parsed.subject,
                     "explanation": f"{domain} imitates our domain {imitated}"},
         )  # fmt: skip
@@ -449,10 +403,10 @@ def _store_machine_mail(pipeline: Pipeline, work: Work) -> IngestResult:
         explanation = f"{explanation}; filed in ticket {ticket.id} ({thread.explanation})"
     repo.add_event(
         session, "ignored", guard.reason, ticket_id=ticket.id if ticket else None,
-        inbound_id=_inbound_id(work), detail={"explanation": explanation},
+        inbound_id=inbound_id(work), detail={"explanation": explanation},
     )  # fmt: skip
     _handle_bounce(pipeline, work)
-    return _finish(work, IngestAction.IGNORED, guard.reason, explanation)
+    return finish(work, IngestAction.IGNORED, guard.reason, explanation)
 
 
 def _handle_bounce(pipeline: Pipeline, work: Work) -> None:
@@ -464,7 +418,7 @@ def _handle_bounce(pipeline: Pipeline, work: Work) -> None:
         # Anyone can write a DSN; only one that returns a message of ours (whose Message-ID
         # only its recipients saw) may mark an address as bouncing.
         repo.add_event(
-            work.session, "bounce", "bounce_unmatched", inbound_id=_inbound_id(work),
+            work.session, "bounce", "bounce_unmatched", inbound_id=inbound_id(work),
             detail={"recipients": list(report.failed_recipients), "status": report.status,
                     "explanation": "a bounce that returns no message of ours: nobody marked"},
         )  # fmt: skip
@@ -477,7 +431,7 @@ def _handle_bounce(pipeline: Pipeline, work: Work) -> None:
     ticket = work.ticket
     repo.add_event(
         work.session, "bounce", "recipient_bouncing", ticket_id=ticket.id,
-        inbound_id=_inbound_id(work),
+        inbound_id=inbound_id(work),
         detail={"recipients": marked, "status": report.status, "diagnostic": report.diagnostic,
                 "bounced_kind": bounced.kind,
                 "explanation": f"our {bounced.kind} to {', '.join(marked) or 'nobody'} bounced"
@@ -493,7 +447,7 @@ def _notify_engineers_of_bounce(
 ) -> None:
     parsed = known(work.parsed)
     report = known(parsed.report)
-    engineers = _ticket_engineers(pipeline, ticket)
+    engineers = ticket_engineers(pipeline.config, ticket)
     if not engineers:
         return
     now = pipeline.clock.now()
@@ -515,26 +469,6 @@ def _notify_engineers_of_bounce(
     )  # fmt: skip
 
 
-ENGINEER_NOTICES = frozenset({"bounce_notice"})
-"""Kinds of message maild sends to engineers, not to clients."""
-
-
-def _ticket_engineers(pipeline: Pipeline, ticket: Ticket) -> list[tuple[str, str]]:
-    """The assignee, else every engineer of the config."""
-    if ticket.assignee is not None and ticket.assignee.active:
-        return [(ticket.assignee.name, ticket.assignee.email)]
-    return [(engineer.name, engineer.email) for engineer in pipeline.config.engineers]
-
-
-def clean_subject(subject: str, prefix: str) -> str:
-    """The subject without our tokens and without the Re:/Fwd:/Ответ: chain in front."""
-    text = strip_tokens(subject, prefix)
-    previous = None
-    while previous != text:
-        previous, text = text, _REPLY_CHAIN.sub("", text, count=1)
-    return text.strip()
-
-
 def _open_ticket(pipeline: Pipeline, work: Work) -> Ticket:
     parsed, thread = work.parsed, work.thread
     parsed = known(parsed)
@@ -547,7 +481,9 @@ def _open_ticket(pipeline: Pipeline, work: Work) -> Ticket:
     language = compose.choose_language(
         pipeline.config.tickets.language, parsed.subject, parsed.new_text
     )
-    subject = clean_subject(parsed.subject, pipeline.config.token_prefix) or NO_SUBJECT[language]
+    subject = (
+        clean_subject(parsed.subject, pipeline.config.token_prefix) or compose.NO_SUBJECT[language]
+    )
     now = pipeline.clock.now()
     ticket = Ticket(
         id=repo.next_ticket_number(session),
@@ -575,7 +511,7 @@ def _store_message(
     recipients = ", ".join(address.email for address in (*parsed.to, *parsed.cc))
     message = Message(
         ticket_id=ticket.id,
-        inbound_id=_inbound_id(work),
+        inbound_id=inbound_id(work),
         direction="in",
         visibility=visibility,
         kind=kind,
@@ -650,10 +586,23 @@ def stage_act(pipeline: Pipeline, work: Work) -> IngestResult | None:
         )  # fmt: skip
     if thread.action is ThreadAction.NEW_TICKET:
         _auto_reply(pipeline, work, ticket, purpose="acknowledgement")
-        return _finish(work, IngestAction.NEW_TICKET, thread.reason, thread.explanation)
-    if refused:
+    elif refused:
         _auto_reply(pipeline, work, ticket, purpose="attachment_refused")
-    return _finish(work, IngestAction.FOLLOW_UP, thread.reason, thread.explanation)
+    _notify_engineers(pipeline, work, ticket)
+    if thread.action is ThreadAction.NEW_TICKET:
+        return finish(work, IngestAction.NEW_TICKET, thread.reason, thread.explanation)
+    return finish(work, IngestAction.FOLLOW_UP, thread.reason, thread.explanation)
+
+
+def _notify_engineers(pipeline: Pipeline, work: Work, ticket: Ticket) -> None:
+    """Tell the engineers what the client's side wrote, and what the ticket still needs."""
+    event = {
+        ThreadAction.NEW_TICKET: "new_ticket", ThreadAction.REOPEN: "reopened",
+    }.get(known(work.thread).action, "follow_up")  # fmt: skip
+    notify_ticket(
+        NoticeContext(pipeline.config, work.session, pipeline.clock.now()), ticket,
+        known(work.message), event=event, to=ticket_engineers(pipeline.config, ticket),
+    )  # fmt: skip
 
 
 def _auto_reply(pipeline: Pipeline, work: Work, ticket: Ticket, *, purpose: str) -> None:
@@ -708,52 +657,6 @@ def _auto_reply(pipeline: Pipeline, work: Work, ticket: Ticket, *, purpose: str)
     )  # fmt: skip
     kind = "acknowledged" if purpose == "acknowledgement" else "refusal_sent"
     repo.add_event(session, kind, decision.reason, ticket_id=ticket.id, detail=detail)
-
-
-AUTO_REPLIES = ("acknowledgement", "attachment_refused")
-"""Automatic replies to clients: together at most `guard.autoreply_limit` a day per address."""
-
-
-def queue_mail(
-    session: Session,
-    ticket: Ticket,
-    mail: compose.OutgoingMail,
-    *,
-    purpose: str,
-    recipient: str,
-    now: datetime,
-    sender: str,
-    visibility: str = "public",
-) -> OutboxMessage:
-    """Record what we send as a ticket message (so replies thread to it) and queue it."""
-    message = Message(
-        ticket_id=ticket.id,
-        direction="out",
-        visibility=visibility,
-        kind=purpose,
-        message_id=mail.message_id,
-        sender_email=sender,
-        recipients=", ".join(mail.recipients),
-        subject=mail.subject,
-        sent_at=now,
-        created_at=now,
-        text=mail.text,
-        full_text=mail.text,
-    )
-    session.add(message)
-    session.flush()
-    row = OutboxMessage(
-        message_id=message.id,
-        purpose=purpose,
-        recipient=recipient,
-        envelope_from=mail.envelope_from,
-        recipients=",".join(mail.recipients),
-        raw=mail.raw,
-        created_at=now,
-        next_attempt_at=now,
-    )
-    session.add(row)
-    return row
 
 
 STAGES: tuple[Stage, ...] = (

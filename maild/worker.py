@@ -18,7 +18,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from maild.errors import PermanentError, TransientError
-from maild.pipeline import Incoming, IngestResult, Pipeline
+from maild.pipeline import Pipeline
+from maild.work import Incoming, IngestResult
 from storage.spool import Spool
 
 log = logging.getLogger(__name__)

@@ -99,6 +99,10 @@ class Ticket(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
     first_response_at: Mapped[datetime | None] = mapped_column()
     closed_at: Mapped[datetime | None] = mapped_column()
+    close_reason: Mapped[str | None] = mapped_column(String(32))
+    """One of the regulation's closing reasons (maild.commands.CLOSE_REASONS), or merged."""
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    """Set by #merge: mail naming this ticket goes to that one."""
     organization: Mapped[Organization | None] = relationship()
     requester: Mapped[Contact] = relationship()
     assignee: Mapped[Engineer | None] = relationship()
@@ -212,7 +216,8 @@ class OutboxMessage(Base):
         Index("ix_outbox_recipient", "recipient", "purpose", "created_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
-    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    """The ticket message this row sends; None for a reply to mail outside any ticket."""
     purpose: Mapped[str] = mapped_column(String(24))
     recipient: Mapped[str] = mapped_column(String(320))
     envelope_from: Mapped[str] = mapped_column(String(320), default="")

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from maild.clock import utc_now
 from parsers.archives import ArchiveListing
@@ -355,3 +355,105 @@ def returned_outgoing(session: Session, message_ids: Iterable[str]) -> Message |
 
 def contact_is_bouncing(session: Session, email: str) -> bool:
     return bool(session.scalar(select(Contact.bouncing).where(Contact.email == email)))
+
+
+def engineer_by_email(session: Session, email: str) -> Engineer | None:
+    return session.scalars(select(Engineer).where(Engineer.email == email)).first()
+
+
+def ticket_participants(session: Session, ticket_id: int) -> list[Participant]:
+    return list(
+        session.scalars(
+            select(Participant).where(Participant.ticket_id == ticket_id).order_by(Participant.id)
+        )
+    )
+
+
+def ticket_files(session: Session, ticket_id: int) -> list[Attachment]:
+    """Every file of the ticket's mail that a person sent (not inline images), oldest first."""
+    return list(
+        session.scalars(
+            select(Attachment)
+            .join(Message, Message.id == Attachment.message_id)
+            .where(Message.ticket_id == ticket_id, Attachment.inline.is_(False))
+            .options(selectinload(Attachment.artifact))
+            .order_by(Attachment.id)
+        )
+    )
+
+
+CLIENT_KINDS = ("mail", "on_behalf")
+"""Kinds of message in which the client's side speaks (on_behalf: registered by an engineer)."""
+
+
+def client_material(session: Session, ticket_id: int) -> tuple[list[str], list[str]]:
+    """The texts and the accepted file kinds of everything the client's side sent so far."""
+    texts = list(
+        session.scalars(
+            select(Message.text).where(
+                Message.ticket_id == ticket_id, Message.direction == "in",
+                Message.visibility == "public", Message.kind.in_(CLIENT_KINDS),
+            )
+        )
+    )  # fmt: skip
+    kinds = list(
+        session.scalars(
+            select(Attachment.kind)
+            .join(Message, Message.id == Attachment.message_id)
+            .where(
+                Message.ticket_id == ticket_id, Message.direction == "in",
+                Message.visibility == "public", Attachment.refused_reason.is_(None),
+            )
+        )
+    )  # fmt: skip
+    return texts, kinds
+
+
+def latest_client_message(session: Session, ticket_id: int) -> Message | None:
+    """What an engineer's answer replies to, for the client's mail program to thread it."""
+    return session.scalars(
+        select(Message)
+        .where(
+            Message.ticket_id == ticket_id, Message.direction == "in",
+            Message.visibility == "public", Message.kind == "mail",
+        )
+        .order_by(Message.id.desc())
+        .limit(1)
+    ).first()  # fmt: skip
+
+
+def merge_tickets(session: Session, source: Ticket, target: Ticket) -> int:
+    """Move the source's messages and participants into the target; returns messages moved.
+    The source stays, closed, as the pointer that later mail naming it follows."""
+    result = session.execute(
+        update(Message).where(Message.ticket_id == source.id).values(ticket_id=target.id)
+    )
+    moved = getattr(result, "rowcount", 0)
+    present = set(
+        session.scalars(select(Participant.email).where(Participant.ticket_id == target.id))
+    )
+    for participant in ticket_participants(session, source.id):
+        if participant.email not in present:
+            session.add(
+                Participant(ticket_id=target.id, email=participant.email, role=participant.role)
+            )
+    return int(moved or 0)
+
+
+def queue_outside_ticket(
+    session: Session,
+    raw: bytes,
+    *,
+    purpose: str,
+    recipient: str,
+    recipients: list[str],
+    now: datetime,
+    envelope_from: str = "",
+) -> OutboxMessage:
+    """Queue mail that belongs to no ticket (an engineer told that their mail named none)."""
+    row = OutboxMessage(
+        message_id=None, purpose=purpose, recipient=recipient, envelope_from=envelope_from,
+        recipients=",".join(recipients), raw=raw, created_at=now, next_attempt_at=now,
+    )  # fmt: skip
+    session.add(row)
+    return row

@@ -84,9 +84,11 @@ def ticket_detail(session: Session, ticket_id: int, prefix: str) -> dict[str, An
     ticket = session.get(Ticket, ticket_id)
     if ticket is None:
         return None
+    # maild's own notices to engineers (out + internal) are machinery, not the conversation.
+    notices = (Message.direction == "out") & (Message.visibility == "internal")
     messages = session.scalars(
         select(Message)
-        .where(Message.ticket_id == ticket_id)
+        .where(Message.ticket_id == ticket_id, ~notices)
         .options(selectinload(Message.attachments).selectinload(Attachment.artifact))
         .order_by(Message.id)
     ).all()

@@ -83,8 +83,10 @@ def write_config(
     smtp_port: int | None = None,
     transport: str = "maildir:outbox",
     artifacts: str = "",
+    engineers: bool = True,
 ) -> Path:
-    """A complete config file in `folder`, paths relative to it, as an admin would write."""
+    """A complete config file in `folder`, paths relative to it, as an admin would write;
+    `engineers=False` for tests of machinery that engineers' notices would only crowd."""
     smtp = (
         f'[inbound.smtp]\nlisten = "127.0.0.1:{smtp_port}"\n'
         if smtp_port
@@ -114,6 +116,8 @@ def write_config(
         """
     )
     body = body.replace("@ARTIFACTS@\n", f"{artifacts.strip()}\n" if artifacts else "")
+    if not engineers:
+        body = body[: body.index("[[engineers]]")]
     path = folder / "maild.toml"
     path.write_text(body + smtp + extra, encoding="utf-8")
     return path
@@ -128,8 +132,10 @@ def clock() -> FixedClock:
 def make_app(tmp_path, db_url, clock) -> Iterator[Callable[..., App]]:
     apps: list[App] = []
 
-    def factory(extra: str = "", artifacts: str = "") -> App:
-        config = load_config(write_config(tmp_path, db_url, extra, artifacts=artifacts))
+    def factory(extra: str = "", artifacts: str = "", engineers: bool = True) -> App:
+        config = load_config(
+            write_config(tmp_path, db_url, extra, artifacts=artifacts, engineers=engineers)
+        )
         initialize(config)
         app = open_app(config, clock=clock)
         apps.append(app)

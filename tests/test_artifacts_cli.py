@@ -133,7 +133,9 @@ def test_over_limit_attachment_refused_rest_processed_client_told(make_app, caps
     assert refused["size"] == len(big)
     assert accepted["refused"] is None
     with app.sessions() as session:
-        ack = session.scalars(select(OutboxMessage)).one()
+        ack = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.purpose == "acknowledgement")
+        ).one()
         events = session.scalars(select(Event.kind).where(Event.ticket_id == 1)).all()
     text = email.message_from_bytes(ack.raw).get_payload(decode=True).decode()
     assert "huge.dmp" in text
@@ -146,7 +148,8 @@ def test_over_limit_attachment_refused_rest_processed_client_told(make_app, caps
     ))  # fmt: skip
     with app.sessions() as session:
         purposes = session.scalars(select(OutboxMessage.purpose).order_by(OutboxMessage.id)).all()
-    assert purposes == ["acknowledgement", "attachment_refused"]
+    # Each message also tells the engineer, after what the client gets.
+    assert purposes == ["acknowledgement", "ticket_notice", "attachment_refused", "ticket_notice"]
 
 
 def _close(app, ticket_id: int, days_ago: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.utils
 import json
 import mailbox
 import subprocess
@@ -118,7 +120,12 @@ def test_ingest_delivers_acknowledgements_to_the_maildir_outbox(maild, tmp_path)
     path.write_bytes(build_mail())
     result = maild("ingest", str(path))
     assert "1 new_ticket" in result.stderr.decode()
-    assert len(list((tmp_path / "outbox" / "new").iterdir())) == 1
+    delivered = [
+        email.utils.parseaddr(email.message_from_bytes(path.read_bytes())["To"])[1]
+        for path in sorted((tmp_path / "outbox" / "new").iterdir())
+    ]
+    # The client's acknowledgement, then the notice to the config's one engineer.
+    assert delivered == ["sidorov@stroymontazh.ru", "ivanov@sis.ru"]
 
 
 def test_ingest_missing_path_is_a_clear_error(maild, tmp_path):

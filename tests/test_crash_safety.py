@@ -50,9 +50,15 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path, db_url):
             session.scalar(select(func.count(Message.id)).where(Message.direction == "in"))
             == MESSAGES
         )
-        acks = session.scalars(select(OutboxMessage.recipient)).all()
+        acks = session.scalars(
+            select(OutboxMessage.recipient).where(OutboxMessage.purpose == "acknowledgement")
+        ).all()
+        notices = session.scalars(
+            select(OutboxMessage.recipient).where(OutboxMessage.purpose == "ticket_notice")
+        ).all()
         numbers = sorted(session.scalars(select(Ticket.id)))
     app.close()
     assert sorted(acks) == sorted(f"client{n}@firm{n % 7}.ru" for n in range(MESSAGES))
+    assert notices == ["ivanov@sis.ru"] * MESSAGES  # one notice per ticket, none doubled
     assert numbers == list(range(1, MESSAGES + 1))
     assert kills >= 2

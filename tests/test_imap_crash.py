@@ -70,11 +70,18 @@ def test_sigkill_during_imap_intake_loses_and_doubles_nothing(tmp_path, sqlite_u
             == MESSAGES
         )
         assert session.scalar(select(func.count(Ticket.id))) == MESSAGES
-        acks = session.scalars(select(OutboxMessage.recipient)).all()
+        acks = session.scalars(
+            select(OutboxMessage.recipient).where(OutboxMessage.purpose == "acknowledgement")
+        ).all()
+        notices = session.scalars(
+            select(OutboxMessage.recipient).where(OutboxMessage.purpose == "ticket_notice")
+        ).all()
         states = session.scalars(select(InboundMessage.state)).all()
     app.close()
     assert set(tickets_by_message) == {f"crash{n}@x.ru" for n in range(MESSAGES)}
     assert len(acks) == len(set(acks)) == MESSAGES
     # Re-fetches after a kill between spooling and MOVE are recognised, never applied twice.
     assert set(states) <= {"new_ticket", "duplicate"}
-    assert len(list((tmp_path / "outbox" / "new").iterdir())) == MESSAGES
+    assert notices == ["ivanov@sis.ru"] * MESSAGES
+    # Each acknowledgement and each notice delivered exactly once.
+    assert len(list((tmp_path / "outbox" / "new").iterdir())) == 2 * MESSAGES

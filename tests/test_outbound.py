@@ -46,6 +46,13 @@ def relay_with(request):
         controller.stop()
 
 
+@pytest.fixture
+def app(make_app):
+    """No engineers configured: each client mail queues exactly one message, its
+    acknowledgement, so the counts below are about delivery alone."""
+    return make_app(engineers=False)
+
+
 def rows(app) -> list[OutboxMessage]:
     with app.sessions() as session:
         return list(session.scalars(select(OutboxMessage)))

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from maild.notices import ENGINEER_NOTICES
 from maild.pipeline import Incoming, IngestAction
 from maild.worker import process_safely
 from storage.models import Event, InboundMessage, Message, OutboxMessage, Participant, Ticket
@@ -25,6 +26,15 @@ def outbox(app) -> list[OutboxMessage]:
         return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
 
 
+def client_outbox(app) -> list[OutboxMessage]:
+    """What maild queued for clients, without the notices to engineers."""
+    return [row for row in outbox(app) if row.purpose not in ENGINEER_NOTICES]
+
+
+def notices(app) -> list[OutboxMessage]:
+    return [row for row in outbox(app) if row.purpose in ENGINEER_NOTICES]
+
+
 def test_new_request_opens_ticket_and_queues_acknowledgement(app):
     result = ingest(app, build_mail(message_id="<req-1@stroymontazh.ru>"))
     assert (result.action, result.ticket, result.reason) == (
@@ -32,7 +42,7 @@ def test_new_request_opens_ticket_and_queues_acknowledgement(app):
         1,
         "no_thread_match",
     )
-    [row] = outbox(app)
+    [row] = client_outbox(app)
     ack = email.message_from_bytes(row.raw)
     assert row.recipient == "sidorov@stroymontazh.ru"
     assert "[SIS #1]" in str(email.header.make_header(email.header.decode_header(ack["Subject"])))
@@ -40,6 +50,8 @@ def test_new_request_opens_ticket_and_queues_acknowledgement(app):
     assert ack["In-Reply-To"] == "<req-1@stroymontazh.ru>"
     assert ack["Message-ID"].endswith("@sis.ru>")
     assert row.envelope_from == ""
+    [notice] = notices(app)  # the only engineer of the config is told
+    assert (notice.recipient, notice.purpose) == ("ivanov@sis.ru", "ticket_notice")
 
 
 def test_tickets_are_numbered_in_order(app):
@@ -63,7 +75,8 @@ def test_reply_with_token_joins_ticket(app):
         1,
         "token_match",
     )
-    assert len(outbox(app)) == 1  # follow-ups are not acknowledged again
+    assert len(client_outbox(app)) == 1  # follow-ups are not acknowledged again
+    assert len(notices(app)) == 2  # but engineers hear of each
 
 
 def test_reply_by_in_reply_to_our_acknowledgement_joins_ticket(app):
@@ -159,7 +172,7 @@ def test_same_message_twice_is_duplicate(app):
         1,
         "same_message_already_received",
     )
-    assert len(outbox(app)) == 1
+    assert len(client_outbox(app)) == len(notices(app)) == 1
 
 
 def test_replay_of_same_spool_entry_changes_nothing(app):
@@ -191,7 +204,7 @@ def test_autoreply_to_ticket_is_stored_internal_and_not_answered(app):
             select(Message).where(Message.message_id == "oof@stroymontazh.ru")
         ).one()
     assert stored.visibility == "internal"
-    assert len(outbox(app)) == 1
+    assert len(client_outbox(app)) == len(notices(app)) == 1  # nobody hears of a machine
 
 
 def test_bulk_mail_opens_no_ticket(app):
@@ -223,7 +236,8 @@ def test_acknowledgements_are_rate_limited_per_sender(make_app):
         for n in range(4)
     ]
     assert [r.action for r in results] == [IngestAction.NEW_TICKET] * 4
-    assert len(outbox(app)) == 2
+    assert len(client_outbox(app)) == 2
+    assert len(notices(app)) == 4  # engineers are told even when the client is not
     with app.sessions() as session:
         suppressed = session.scalars(
             select(Event.reason).where(Event.kind == "ack_suppressed")

@@ -27,3 +27,18 @@ def find_ticket_numbers(subject: str, prefix: str) -> tuple[int, ...]:
 
 def strip_tokens(subject: str, prefix: str) -> str:
     return " ".join(_token_pattern(prefix).sub(" ", subject).split())
+
+
+_REPLY_CHAIN = re.compile(
+    r"^\s*(?:re|fwd?|aw|tr|sv|vs|wg|ответ|отв|пересл)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*",
+    re.IGNORECASE,
+)
+
+
+def clean_subject(subject: str, prefix: str) -> str:
+    """The subject without our tokens and without the Re:/Fwd:/Ответ: chain in front."""
+    text = strip_tokens(subject, prefix)
+    previous = None
+    while previous != text:
+        previous, text = text, _REPLY_CHAIN.sub("", text, count=1)
+    return text.strip()

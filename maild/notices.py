@@ -1,0 +1,144 @@
+"""Mail to engineers: what a ticket needs of them, written so that a plain reply works.
+
+Every notice comes from the support address (Reply-To too) and carries the token and a
+Message-ID of its own, so the engineer's reply finds its ticket and reaches the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from maild import compose
+from maild.config import Config
+from maild.sla import due_times
+from maild.work import queue_mail
+from parsers.checklist import find_checklist_facts, missing_items
+from parsers.types import ArtifactKind
+from storage import repositories as repo
+from storage.models import Message, Ticket
+from threading_rules.token import format_token
+
+ENGINEER_NOTICES = frozenset({"bounce_notice", "ticket_notice", "comment_notice", "command_result"})
+"""Kinds of message maild sends to engineers, not to clients: a bounce of one never
+starts another notice, and the ticket view leaves them out."""
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeContext:
+    config: Config
+    session: Session
+    now: datetime
+
+
+def ticket_engineers(
+    config: Config, ticket: Ticket, *, exclude: str | None = None
+) -> list[tuple[str, str]]:
+    """The assignee; else the team address when one is configured; else every engineer.
+    `exclude` (the engineer whose mail caused the notice) is never told of their own mail."""
+    if ticket.assignee is not None and ticket.assignee.active:
+        if ticket.assignee.email != exclude:
+            return [(ticket.assignee.name, ticket.assignee.email)]
+        return []
+    return team(config, exclude=exclude)
+
+
+def team(config: Config, *, exclude: str | None = None) -> list[tuple[str, str]]:
+    if config.notifications.team_address:
+        return [("", config.notifications.team_address)]
+    return [(e.name, e.email) for e in config.engineers if e.email != exclude]
+
+
+def notify_ticket(
+    context: NoticeContext,
+    ticket: Ticket,
+    message: Message,
+    *,
+    event: str,
+    to: Sequence[tuple[str, str]],
+    registered_by: str | None = None,
+) -> None:
+    """A new ticket, a client's follow-up, a reopening or an assignment, with everything
+    needed to answer it without opening another tool."""
+    if not to:
+        return
+    config, session = context.config, context.session
+    texts, kinds = repo.client_material(session, ticket.id)
+    checklist = find_checklist_facts("\n\n".join(texts), (ArtifactKind(kind) for kind in kinds))
+    files = repo.ticket_files(session, ticket.id)
+    artifacts = [
+        {
+            "filename": f.filename, "kind": f.kind, "size": f.size,
+            "new": f.message_id == message.id, "flags": f.artifact.flags if f.artifact else "",
+        }
+        for f in files
+        if f.refused_reason is None
+    ]  # fmt: skip
+    refused = [f for f in files if f.refused_reason is not None and f.message_id == message.id]
+    due = due_times(
+        config.sla, criticality=ticket.criticality, created_at=ticket.created_at,
+        first_response_at=ticket.first_response_at, status=ticket.status, now=context.now,
+    )  # fmt: skip
+    headline = compose.NOTICE_SUBJECTS[event][config.tickets.language]
+    requester = ticket.requester
+    author = message.sender_name or message.sender_email
+    mail = compose.engineer_notice(
+        config, "ticket_notice", ticket_id=ticket.id,
+        token=format_token(config.token_prefix, ticket.id), subject=ticket.subject, to=to,
+        answering=message.message_id, references=(message.references or "").split(),
+        now=context.now, headline=headline, from_name=compose.sender_name(author, config),
+        client_name=requester.name, client_email=requester.email,
+        author_email=message.sender_email,
+        organization=ticket.organization.domain if ticket.organization else None,
+        channel=ticket.channel, registered_by=registered_by, criticality=ticket.criticality,
+        status=ticket.status, assignee=ticket.assignee.name or ticket.assignee.email
+        if ticket.assignee else None,
+        due=due, text=message.text, artifacts=artifacts, refused=refused,
+        missing=[str(item) for item in missing_items(checklist)],
+    )  # fmt: skip
+    _queue(context, ticket, mail, "ticket_notice", to, event=event)
+
+
+def notify_comment(
+    context: NoticeContext,
+    ticket: Ticket,
+    comment: Message,
+    *,
+    to: Sequence[tuple[str, str]],
+    attachments: Sequence[Any],
+) -> None:
+    if not to:
+        return
+    config = context.config
+    author = comment.sender_name or comment.sender_email
+    mail = compose.engineer_notice(
+        config, "comment_notice", ticket_id=ticket.id,
+        token=format_token(config.token_prefix, ticket.id), subject=ticket.subject, to=to,
+        answering=comment.message_id, now=context.now,
+        from_name=compose.sender_name(author, config), author=author, text=comment.text,
+        attachments=list(attachments),
+    )  # fmt: skip
+    _queue(context, ticket, mail, "comment_notice", to, event="comment")
+
+
+def _queue(
+    context: NoticeContext,
+    ticket: Ticket,
+    mail: compose.OutgoingMail,
+    purpose: str,
+    to: Sequence[tuple[str, str]],
+    *,
+    event: str,
+) -> None:
+    queue_mail(
+        context.session, ticket, mail, purpose=purpose, recipient=to[0][1], now=context.now,
+        sender=context.config.mailbox.address, visibility="internal",
+    )  # fmt: skip
+    repo.add_event(
+        context.session, "engineers_notified", event, ticket_id=ticket.id,
+        detail={"to": [address for _, address in to], "purpose": purpose},
+    )  # fmt: skip
