@@ -351,6 +351,7 @@ NOTICE_SUBJECTS = {
     "follow_up": {"ru": "Ответ клиента", "en": "Client wrote"},
     "reopened": {"ru": "Обращение открыто снова", "en": "Ticket reopened"},
     "on_behalf": {"ru": "Зарегистрировано инженером", "en": "Registered by an engineer"},
+    "assigned": {"ru": "Назначено вам", "en": "Assigned to you"},
     "comment_notice": {"ru": "Внутренний комментарий", "en": "Internal comment"},
     "command_result": {"ru": "Команды", "en": "Commands"},
 }

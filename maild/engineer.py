@@ -109,7 +109,8 @@ def handle_engineer_mail(
                 mail.results.append(_run(mail, command))
     held = any(not result.ok for result in mail.results)
     outcome, recipients = _deliver_text(mail, work, text, comment=comment, held=held)
-    if text.commands or held:
+    # `#comment` alone needs no confirmation: the comment notice shows it was understood.
+    if held or any(command.name != Name.COMMENT for command in text.commands):
         _confirm(mail, outcome=outcome, recipients=recipients)
     mail.ticket.updated_at = now
     explanation = _explain(thread.explanation, outcome, recipients, mail.results)
