@@ -9,7 +9,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TextIO, TypeVar
 
 from sqlalchemy.orm import Session
@@ -17,9 +17,11 @@ from tqdm import tqdm
 
 from maild import __version__
 from maild.app import App, initialize, open_app
+from maild.clock import utc_now
 from maild.compose import filesize
 from maild.config import Config, load_config
 from maild.errors import MaildError
+from maild.sla import due_times
 from maild.sources.files import input_size, iter_messages
 from maild.work import Incoming, IngestResult
 from maild.worker import batched, process_batch
@@ -164,9 +166,18 @@ def _print_ticket(detail: dict[str, Any]) -> None:
         f"{detail['token']} {detail['subject']}",
         f"status: {detail['status']}   criticality: {detail['criticality']}   "
         f"organization: {detail['organization'] or '-'}",
-        f"requester: {detail['requester']['name']} <{detail['requester']['email']}>",
+        f"requester: {detail['requester']['name']} <{detail['requester']['email']}>   "
+        f"channel: {detail['channel']}   assignee: {detail['assignee'] or '-'}",
         "participants: " + ", ".join(f"{p['email']} ({p['role']})" for p in detail["participants"]),
     ]
+    sla = detail["sla"]
+    lines.append(
+        f"first response: {sla['first_response_at'] or 'due ' + str(sla['first_response_due'])}"
+        f"   resolution due: {sla['resolution_due'] or '-'}"
+    )
+    if detail["close_reason"]:
+        merged = f" into {detail['merged_into']}" if detail["merged_into"] else ""
+        lines.append(f"closed: {detail['close_reason']}{merged}")
     for message in detail["messages"]:
         arrow = "<-" if message["direction"] == "in" else "->"
         lines += ["", f"{arrow} {message['date']} {message['sender']} [{message['visibility']}]"]
@@ -180,11 +191,31 @@ def _print_ticket(detail: dict[str, Any]) -> None:
     print("\n".join(lines))  # noqa: T201
 
 
+def _add_due_times(config: Config, detail: dict[str, Any]) -> None:
+    """The SLA targets live in the config, not the database: due times are computed here."""
+    sla = detail["sla"]
+    due = due_times(
+        config.sla, criticality=detail["criticality"],
+        created_at=datetime.fromisoformat(sla["created_at"]),
+        first_response_at=(
+            datetime.fromisoformat(sla["first_response_at"]) if sla["first_response_at"] else None
+        ),
+        status=detail["status"], now=utc_now(),
+    )  # fmt: skip
+    sla.update(
+        first_response_due=due.first_response.isoformat() if due.first_response else None,
+        resolution_due=due.resolution.isoformat() if due.resolution else None,
+        first_response_overdue=due.first_response_overdue,
+        resolution_overdue=due.resolution_overdue,
+    )
+
+
 def cmd_tickets_show(config: Config, args: argparse.Namespace) -> int:
     detail = _read(config, lambda session: ticket_detail(session, args.id, config.token_prefix))
     if detail is None:
         print(f"maild: no ticket {args.id}", file=sys.stderr)  # noqa: T201
         return EXIT_FAILED
+    _add_due_times(config, detail)
     if args.json:
         _print_json(detail)
     else:

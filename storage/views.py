@@ -103,6 +103,8 @@ def ticket_detail(session: Session, ticket_id: int, prefix: str) -> dict[str, An
         language=ticket.language,
         assignee=ticket.assignee.email if ticket.assignee else None,
         linked_ticket=ticket.linked_ticket_id,
+        close_reason=ticket.close_reason,
+        merged_into=ticket.merged_into_id,
         participants=[{"email": p.email, "role": p.role} for p in participants],
         messages=[_message_json(m) for m in messages],
         sla={

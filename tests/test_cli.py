@@ -145,6 +145,8 @@ def test_tickets_list_and_show_json(maild, tmp_path):
     assert {"id", "token", "subject", "status", "criticality", "organization", "requester",
             "participants", "messages", "sla"} <= set(ticket)  # fmt: skip
     assert ticket["organization"] == "stroymontazh.ru"
+    assert ticket["sla"]["first_response_at"] is None
+    assert ticket["sla"]["first_response_due"].endswith("+00:00")  # 8 h after creation
     assert ticket["requester"]["email"] == "sidorov@stroymontazh.ru"
     assert {p["email"] for p in ticket["participants"]} == {
         "sidorov@stroymontazh.ru",

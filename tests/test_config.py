@@ -58,6 +58,20 @@ def test_environment_variable_names_the_file(monkeypatch):
         ("[guard]\nautoreply_limit = -1\n", "guard.autoreply_limit: expected an integer >= 0"),
         ("[tickets]\nlanguage = 'de'\n", "tickets.language: expected one of ru, en"),
         ("[[engineers]]\nname = 'No Mail'\n", "engineers[0].email: required key is missing"),
+        ("[tickets]\ntimezone = 'Moscow'\n", "tickets.timezone: 'Moscow' is not a time zone"),
+        ("[notifications]\nteam_address = 'team'\n", "notifications.team_address: 'team' is not"),
+        (
+            "[sla]\nfirst_response_hours = { critical = 1, high = 4, normal = 8 }\n",
+            "sla.first_response_hours: missing criticality 'low'",
+        ),
+        (
+            "[sla]\nresolution_hours = { critical = 1, high = 4, normal = 8, low = 0 }\n",
+            "sla.resolution_hours: low: expected a positive number of hours",
+        ),
+        (
+            "[sla]\nresolution_hours = { urgent = 1 }\n",
+            "sla.resolution_hours: unknown criticality 'urgent'",
+        ),
         ("[[engineers]]\nemail = 'a@sis.ru'\nrole = 'x'\n", "engineers[0].role: unknown key"),
         (
             "[security]\ntrusted_relays = ['10.0.0.0/8', 'bad host!']\n",
