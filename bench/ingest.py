@@ -209,12 +209,20 @@ def generate_corpus(folder: Path, count: int, seed: int) -> dict[str, int]:
         english = charset == "utf-8" and rng.random() < 0.2
         message_id = f"bench{index}.{rng.getrandbits(40):x}@client.example"
         mail = EmailMessage(policy=email.policy.SMTP)
+        engineer_answer = False
         if threads and rng.random() < 0.6:
             ticket, address, name, parent, previous = rng.choice(threads)
             body = _body(rng, english) + _quoted(rng, previous, rng.choice(QUOTE_STYLES))
             subject = f"RE: [SIS #{ticket}] вопрос" if rng.random() < 0.67 else "Дополнение"
             mail["In-Reply-To"] = f"<{parent}>"
             mail["References"] = f"<{parent}>"
+            if rng.random() < 0.25:  # an engineer answers from a mail client, proven by our MX
+                engineer_answer = True
+                address, name = rng.choice(ENGINEERS)
+                subject = f"Re: [SIS #{ticket}] вопрос"
+                mail["Authentication-Results"] = "mx.sis.ru; dkim=pass header.d=sis.ru"
+                if rng.random() < 0.2:
+                    body = f"#take\n#priority high\n\n{body}"
         else:
             ticket = len(threads) + 1
             address, name = rng.choice(clients)
@@ -233,6 +241,8 @@ def generate_corpus(folder: Path, count: int, seed: int) -> dict[str, int]:
             _attachments(rng, mail, index, dumps_left)
         (folder / f"{index:05d}.eml").write_bytes(mail.as_bytes())
         manifest[message_id] = ticket
+        if engineer_answer:
+            continue  # the client's next message still answers the client's last one
         entry = (ticket, address, name, message_id, body[:400])
         if ticket > len(threads):
             threads.append(entry)
@@ -240,6 +250,9 @@ def generate_corpus(folder: Path, count: int, seed: int) -> dict[str, int]:
             threads[ticket - 1] = entry
     (folder.parent / "manifest.json").write_text(json.dumps(manifest))
     return manifest
+
+
+ENGINEERS = [("ivanov@sis.ru", "Иван Иванов"), ("petrova@sis.ru", "Мария Петрова")]
 
 
 def _legacy(mail: EmailMessage, body: str, charset: str, encoding: str) -> None:
@@ -371,6 +384,14 @@ from = "SIS Support <info@sis.ru>"
 enabled = false
 [guard]
 autoreply_limit = 1000
+[security]
+trusted_authserv_ids = ["mx.sis.ru"]
+[[engineers]]
+email = "ivanov@sis.ru"
+name = "Иван Иванов"
+[[engineers]]
+email = "petrova@sis.ru"
+name = "Мария Петрова"
 """
 
 

@@ -79,6 +79,11 @@ class EngineerMail:
             actor=self.engineer.email, detail=detail,
         )  # fmt: skip
 
+    def tell_client(self, purpose: str, template: str, language: str, **context: Any) -> None:
+        """A block for the one mail the client gets after the commands ran."""
+        self.client_blocks.append(compose.render(template, language, **context).strip())
+        self.client_purposes.append(purpose)
+
     def token(self, ticket_id: int) -> str:
         return format_token(self.config.token_prefix, ticket_id)
 
@@ -335,13 +340,10 @@ def _close(mail: EngineerMail, command: Command) -> CommandResult:
     _set_status(mail, ticket, "closed", reason="closed")
     ticket.close_reason = reason
     mail.event("closed", reason, explanation=f"closed by {mail.engineer.email}: {reason}")
-    mail.client_blocks.append(
-        compose.render(
-            "closed", ticket.language, reason=reason, token=mail.token(ticket.id),
-            reopen_days=mail.config.tickets.reopen_days,
-        ).strip()
+    mail.tell_client(
+        "closing", "closed", ticket.language, reason=reason, token=mail.token(ticket.id),
+        reopen_days=mail.config.tickets.reopen_days,
     )  # fmt: skip
-    mail.client_purposes.append("closing")
     return CommandResult(command.line, True, "close_ok", {"reason": reason})
 
 
@@ -370,13 +372,10 @@ def _merge(mail: EngineerMail, command: Command) -> CommandResult:
         mail.session, "merged", "command", ticket_id=target.id, actor=mail.engineer.email,
         detail={"from": source.id, "messages": moved},
     )  # fmt: skip
-    mail.client_blocks.append(
-        compose.render(
-            "merged", source.language, token=mail.token(source.id),
-            target_token=mail.token(target.id),
-        ).strip()
+    mail.tell_client(
+        "merged", "merged", source.language, token=mail.token(source.id),
+        target_token=mail.token(target.id),
     )  # fmt: skip
-    mail.client_purposes.append("merged")
     mail.ticket = target  # what follows in this mail concerns the ticket it now lives in
     return CommandResult(command.line, True, "merge_ok", values)
 
@@ -411,8 +410,7 @@ def _request(mail: EngineerMail, command: Command) -> CommandResult:
     if isinstance(items, Refusal):
         return _refused(command, items)
     ticket = _ticket(mail)
-    mail.client_blocks.append(compose.render("request", ticket.language, items=list(items)).strip())
-    mail.client_purposes.append("request")
+    mail.tell_client("request", "request", ticket.language, items=list(items))
     _set_status(mail, ticket, "waiting", reason="requested")
     mail.event("information_requested", "command", items=list(items))
     return CommandResult(command.line, True, "request_ok", {"items": list(items)})

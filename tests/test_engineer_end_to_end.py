@@ -116,7 +116,7 @@ class Desk:
 
     def wait_processed(self, raw: bytes) -> str:
         """Waits for maild's log line about this message; returns it (action, reason, ...)."""
-        message_id = email.message_from_bytes(raw)["Message-ID"].strip()
+        message_id = email.message_from_bytes(raw)["Message-ID"].strip().strip("<>")
         pattern = re.compile(rf"message_id={re.escape(message_id)} action=.*")
 
         def logged():
@@ -181,7 +181,7 @@ def notice_lines(notice: Delivered) -> list[str]:
     return [line.strip() for line in notice.text.splitlines() if len(line.strip()) > 3]
 
 
-def answer_text(detail: dict) -> list[dict]:
+def answers_in(detail: dict) -> list[dict]:
     return [m for m in detail["messages"] if m["direction"] == "out" and m["kind"] == "answer"]
 
 
@@ -224,7 +224,7 @@ def test_thunderbird_round_trip(desk):
 
     detail = desk.ticket(1)
     assert detail["sla"]["first_response_at"] is not None
-    answers = answer_text(detail)
+    answers = answers_in(detail)
     assert [m["text"].strip() for m in answers] == [words]
 
     thanks = build_mail(
@@ -268,7 +268,7 @@ def test_outlook_round_trip(desk):
 
     detail = desk.ticket(1)
     assert detail["sla"]["first_response_at"] is not None
-    assert [m["text"].strip() for m in answer_text(detail)] == [words]
+    assert [m["text"].strip() for m in answers_in(detail)] == [words]
 
 
 def test_commands_and_comment_by_mail(desk):
@@ -290,7 +290,7 @@ def test_commands_and_comment_by_mail(desk):
     detail = desk.ticket(1)
     assert detail["criticality"] == "high"
     assert detail["assignee"] == ENGINEER
-    assert [m["text"].strip() for m in answer_text(detail)] == ["Проверяем на стенде."]
+    assert [m["text"].strip() for m in answers_in(detail)] == ["Проверяем на стенде."]
 
     comment = thunderbird_reply(
         notice.raw, sender=ENGINEER_FROM, body="#comment\nКлиент ругается, но по делу.",
@@ -305,14 +305,18 @@ def test_commands_and_comment_by_mail(desk):
         ("comment", "Клиент ругается, но по делу.")
     ]
 
+    def confirmations():
+        return [d for d in desk.mails_to(ENGINEER) if "Команды" in d.subject]
+
+    earlier = len(confirmations())  # `#comment` alone may or may not be confirmed
     typo = thunderbird_reply(
         notice.raw, sender=ENGINEER_FROM, body="#prioritty high\n\nТекст",
         extra_headers=MX_PASS,
     )  # fmt: skip
     desk.send(typo, ENGINEER)
     refused = wait_for(
-        lambda: [d for d in desk.mails_to(ENGINEER) if "Команды" in d.subject][1:],
-        timeout=30, what="the confirmation of the mistyped command",
+        lambda: confirmations()[earlier:], timeout=30,
+        what="the confirmation of the mistyped command",
     )[0]  # fmt: skip
     assert "✘ #prioritty" in refused.text
     desk.wait_processed(typo)
@@ -345,9 +349,11 @@ def test_spoofed_engineer_is_not_obeyed(desk, proof):
     assert detail["sla"]["closed_at"] is None
     assert detail["sla"]["first_response_at"] is None
     assert not [e for e in detail["events"] if e["kind"] in ("closed", "commands")]
+    security = {e["reason"] for e in detail["events"] if e["kind"] == "security"}
+    assert {"unverified_engineer", "commands_refused"} <= security  # seen, and recorded
     assert client_mails_after(desk, ack) == [], "the client heard from a forged engineer"
     assert [d.subject for d in desk.relay.delivered if "Команды" in d.subject] == []
-    assert not any("Закрываем." in d.raw.decode("utf-8", "replace") for d in desk.mails_to(CLIENT))
+    assert not [m for m in detail["messages"] if "Закрываем" in (m["text"] or "")]
 
 
 MUTT_REASON = "mutt is not installed (apt-get install mutt)"
@@ -355,7 +361,9 @@ MUTT_AR = "mx.sis.ru; dkim=pass header.d=sis.ru"
 
 
 def run_mutt(folder: Path, muttrc_text: str, subject: str, body: Path) -> None:
-    """mutt in batch mode (no TTY: stdin is the body), sending with its own SMTP client."""
+    """mutt in batch mode (no TTY: stdin is the body), sending with its own SMTP client.
+
+    In a muttrc `;` separates commands, also inside `my_hdr`: it is escaped as `\\;`."""
     muttrc = folder / "muttrc"
     muttrc.write_text(muttrc_text, encoding="utf-8")
     env = {**os.environ, "HOME": str(folder), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
@@ -365,7 +373,9 @@ def run_mutt(folder: Path, muttrc_text: str, subject: str, body: Path) -> None:
             ["mutt", "-n", "-F", str(muttrc), "-s", subject, SUPPORT],
             stdin=stdin, env=env, capture_output=True, timeout=60, cwd=folder,
         )  # fmt: skip
-    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
+    errors = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 0, errors
+    assert "Error in" not in errors, errors  # mutt exits 0 after a bad muttrc line
 
 
 @pytest.mark.skipif(shutil.which("mutt") is None, reason=MUTT_REASON)
@@ -388,7 +398,7 @@ def test_mutt_reply_through_the_listener(desk, tmp_path):
                 "set copy=no",
                 "set edit_headers=no",
                 f"my_hdr In-Reply-To: {notice_id}",
-                f"my_hdr Authentication-Results: {MUTT_AR}",
+                "my_hdr Authentication-Results: " + MUTT_AR.replace(";", "\\;"),
                 "",
             ]
         )
@@ -421,6 +431,6 @@ def test_mutt_reply_through_the_listener(desk, tmp_path):
     assert answer.rcpt_tos == (CLIENT,)
     detail = desk.ticket(1)
     assert detail["sla"]["first_response_at"] is not None
-    assert [m["text"].strip() for m in answer_text(detail)] == [
+    assert [m["text"].strip() for m in answers_in(detail)] == [
         "Пётр, добрый день!\n\nПрисылайте журнал, посмотрим."
     ]
