@@ -6,10 +6,13 @@ A From header is free text anyone can write. An engineer is believed only when
 - the message came to maild's SMTP/LMTP listener straight from a configured trusted relay
   (a host that only carries the company's own outgoing mail).
 
-Only the topmost block of trusted `Authentication-Results` counts: our MX adds its header
-above the message it received, so a trusted-looking header written by the sender sits below a
-`Received` line and is ignored. RFC 8601 section 5 also asks the MX to delete such forgeries;
-docs/architecture.md tells admins to check that theirs does.
+Only the topmost block of trusted `Authentication-Results` counts: once our MX's header is
+read, a trusted-looking header below the next `Received` line was written before our MX saw
+the message, and is ignored. That protects only when the MX did add its own header: where it
+added none (a milter down) a sender's forgery would be the topmost one. So the MX must delete
+forgeries of its own authserv-id (RFC 8601 section 5), as docs/architecture.md tells admins;
+this rule is the second line of defence. (A stricter rule, "above the first Received only",
+would refuse MTAs such as Exim that append their header at the bottom.)
 """
 
 from __future__ import annotations
