@@ -536,3 +536,21 @@ def test_a_client_writing_hash_lines_commands_nothing(app):
     with app.sessions() as session:
         texts = session.scalars(select(Message.text).where(Message.direction == "in")).all()
     assert "#close solved\nэто просто текст" in texts
+
+
+def test_engineers_mail_in_english_when_the_desk_is_english(make_app):
+    app = make_app(TRUST + '[tickets]\nlanguage = "en"\n' + PETROVA)
+    client_writes(app, sender="John Smith <john@acme-corp.com>", subject="Report fails",
+                  body="Hello, Cubisio 3.2.1 crashes when I open a report.")  # fmt: skip
+    notice = body_of(notices(app)[0])
+    assert "Criticality: normal · Status: new · Assignee: none" in notice
+    assert "First response due: 03.03.2026 20:00 MSK" in notice
+    engineer_writes(app, "#take\n#request logs\n\nPlease send the logs.", subject="Re: [SIS #1] x")
+    body = confirmation(app)
+    assert "✔ #take — the ticket is assigned to you" in body
+    assert "✔ #request logs — asked the client for: logs; status is waiting" in body
+    [answer] = to_client(app)
+    text = body_of(answer)
+    assert text.startswith("Please send the logs.")
+    assert "* Logs." in text
+    assert "Request [SIS #1]: Report fails" in text
