@@ -25,7 +25,7 @@ from maild.config import Config
 from maild.guard import AUTO_REPLIES, decide_acknowledgement
 from maild.notices import NoticeContext, notify_comment, notify_ticket, team, ticket_engineers
 from maild.work import IngestAction, IngestResult, Work, finish, inbound_id, known, queue_mail
-from parsers.checklist import find_checklist_facts, missing_items
+from parsers.checklist import find_checklist_facts, merge_present, missing_from, stored_facts
 from parsers.types import Address, AttachmentInfo, ParsedMessage
 from storage import repositories as repo
 from storage.artifacts import ArtifactStore
@@ -201,11 +201,13 @@ def _open_on_behalf(
     mail.ticket, mail.new_ticket = ticket, True
     work.ticket = ticket
     message = _store(mail, work, text.body, direction="in", visibility="public", kind="on_behalf")
+    accepted = (a.kind for a in parsed.attachments if not a.refused)
+    ticket.checklist = merge_present("", find_checklist_facts(text.body, accepted))
     mail.event(
         "ticket_created", "registered_on_behalf", channel=channel, client=client,
         explanation=f"registered by {mail.engineer.email} for {client} (channel {channel})",
     )  # fmt: skip
-    _acknowledge_client(mail, work, ticket, (contact.name, client), text.body)
+    _acknowledge_client(mail, work, ticket, (contact.name, client))
     notify_ticket(
         mail.notices, ticket, message, event="on_behalf",
         to=ticket_engineers(config, ticket, exclude=mail.engineer.email),
@@ -214,7 +216,7 @@ def _open_on_behalf(
 
 
 def _acknowledge_client(
-    mail: EngineerMail, work: Work, ticket: Ticket, client: tuple[str, str], body: str
+    mail: EngineerMail, work: Work, ticket: Ticket, client: tuple[str, str]
 ) -> None:
     """The client learns the number of the request the engineer registered for them."""
     session, config = mail.session, mail.config
@@ -229,10 +231,7 @@ def _acknowledge_client(
     if not decision.send:
         mail.event("ack_suppressed", decision.reason, purpose="acknowledgement")
         return
-    accepted = [a for a in mail.parsed.attachments if not a.refused]
-    missing = [
-        str(i) for i in missing_items(find_checklist_facts(body, (a.kind for a in accepted)))
-    ]
+    missing = [str(item) for item in missing_from(ticket.checklist)]
     reply = compose.ReplyTo(
         ticket_id=ticket.id, token=mail.token(ticket.id), subject=ticket.subject,
         language=ticket.language, client=client, answering=None, references=(),
@@ -365,6 +364,7 @@ def _merge(mail: EngineerMail, command: Command) -> CommandResult:
         values.update(mine=_client_of(source), theirs=_client_of(target))
         return CommandResult(command.line, False, "merge_other_client", values)
     moved = repo.merge_tickets(mail.session, source, target)
+    target.checklist = merge_present(target.checklist, stored_facts(source.checklist))
     _set_status(mail, source, "closed", reason="merged")
     source.close_reason, source.merged_into_id = "merged", target.id
     mail.event("merged", "command", into=target.id, messages=moved)

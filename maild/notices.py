@@ -17,8 +17,7 @@ from maild import compose
 from maild.config import Config
 from maild.sla import due_times
 from maild.work import queue_mail
-from parsers.checklist import find_checklist_facts, missing_items
-from parsers.types import ArtifactKind
+from parsers.checklist import missing_from
 from storage import repositories as repo
 from storage.models import Message, Ticket
 from threading_rules.token import format_token
@@ -67,8 +66,6 @@ def notify_ticket(
     if not to:
         return
     config, session = context.config, context.session
-    texts, kinds = repo.client_material(session, ticket.id)
-    checklist = find_checklist_facts("\n\n".join(texts), (ArtifactKind(kind) for kind in kinds))
     files = repo.ticket_files(session, ticket.id)
     artifacts = [
         {
@@ -98,7 +95,7 @@ def notify_ticket(
         status=ticket.status, assignee=ticket.assignee.name or ticket.assignee.email
         if ticket.assignee else None,
         due=due, text=message.text, artifacts=artifacts, refused=refused,
-        missing=[str(item) for item in missing_items(checklist)],
+        missing=[str(item) for item in missing_from(ticket.checklist)],
     )  # fmt: skip
     _queue(context, ticket, mail, "ticket_notice", to, event=event)
 

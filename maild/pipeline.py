@@ -39,7 +39,7 @@ from maild.work import (
     known,
     queue_mail,
 )
-from parsers.checklist import find_checklist_facts, missing_items
+from parsers.checklist import find_checklist_facts, merge_present, missing_from
 from parsers.classify import message_facts
 from parsers.identity import MessageIdentity, identify_message
 from parsers.message import parse_message
@@ -340,6 +340,13 @@ def stage_store(pipeline: Pipeline, work: Work) -> IngestResult | None:
                 actor=sender.email, detail={"old": old, "new": "open"},
             )  # fmt: skip
     work.message = _store_message(pipeline, work, work.ticket, visibility="public", kind="mail")
+    work.ticket.checklist = merge_present(
+        work.ticket.checklist,
+        find_checklist_facts(
+            parsed.new_text or parsed.full_text,
+            (a.kind for a in parsed.attachments if not a.refused),
+        ),
+    )
     _add_cc_participants(pipeline, work)
     work.ticket.updated_at = pipeline.clock.now()
     kind = "ticket_created" if thread.action is ThreadAction.NEW_TICKET else "follow_up"
@@ -637,11 +644,7 @@ def _auto_reply(pipeline: Pipeline, work: Work, ticket: Ticket, *, purpose: str)
         references=parsed.references,
     )
     if purpose == "acknowledgement":
-        checklist = find_checklist_facts(
-            parsed.new_text or parsed.full_text,
-            (a.kind for a in parsed.attachments if not a.refused),
-        )
-        missing = [str(item) for item in missing_items(checklist)]
+        missing = [str(item) for item in missing_from(ticket.checklist)]
         mail = compose.acknowledgement(
             pipeline.config, reply, attachments=parsed.attachments, missing=missing, now=now
         )

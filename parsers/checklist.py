@@ -199,3 +199,21 @@ def find_checklist_facts(text: str, attachment_kinds: Iterable[ArtifactKind]) ->
 def missing_items(facts: ChecklistFacts) -> tuple[ChecklistItem, ...]:
     """What the acknowledgement should ask for, in the checklist's own order."""
     return tuple(item for item in ChecklistItem if item not in facts.present)
+
+
+def merge_present(stored: str, facts: ChecklistFacts) -> str:
+    """The ticket's record of items sent so far, with this message's added (stable order)."""
+    present = {item for item in stored.split(",") if item} | {str(i) for i in facts.present}
+    return ",".join(str(item) for item in ChecklistItem if str(item) in present)
+
+
+def stored_facts(stored: str) -> ChecklistFacts:
+    """A ticket's stored record of items sent, as facts (for merging two tickets)."""
+    return ChecklistFacts(
+        frozenset(ChecklistItem(item) for item in stored.split(",") if item), None
+    )
+
+
+def missing_from(stored: str) -> tuple[ChecklistItem, ...]:
+    """What a ticket still lacks, from its stored record of items sent."""
+    return missing_items(stored_facts(stored))

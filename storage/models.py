@@ -103,6 +103,9 @@ class Ticket(Base):
     """One of the regulation's closing reasons (maild.commands.CLOSE_REASONS), or merged."""
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     """Set by #merge: mail naming this ticket goes to that one."""
+    checklist: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    """Checklist items the client's side has sent so far, comma-separated; each message adds
+    its own, so no notice has to read the whole conversation again."""
     organization: Mapped[Organization | None] = relationship()
     requester: Mapped[Contact] = relationship()
     assignee: Mapped[Engineer | None] = relationship()

@@ -382,33 +382,6 @@ def ticket_files(session: Session, ticket_id: int) -> list[Attachment]:
     )
 
 
-CLIENT_KINDS = ("mail", "on_behalf")
-"""Kinds of message in which the client's side speaks (on_behalf: registered by an engineer)."""
-
-
-def client_material(session: Session, ticket_id: int) -> tuple[list[str], list[str]]:
-    """The texts and the accepted file kinds of everything the client's side sent so far."""
-    texts = list(
-        session.scalars(
-            select(Message.text).where(
-                Message.ticket_id == ticket_id, Message.direction == "in",
-                Message.visibility == "public", Message.kind.in_(CLIENT_KINDS),
-            )
-        )
-    )  # fmt: skip
-    kinds = list(
-        session.scalars(
-            select(Attachment.kind)
-            .join(Message, Message.id == Attachment.message_id)
-            .where(
-                Message.ticket_id == ticket_id, Message.direction == "in",
-                Message.visibility == "public", Attachment.refused_reason.is_(None),
-            )
-        )
-    )  # fmt: skip
-    return texts, kinds
-
-
 def latest_client_message(session: Session, ticket_id: int) -> Message | None:
     """What an engineer's answer replies to, for the client's mail program to thread it."""
     return session.scalars(

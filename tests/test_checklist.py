@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parsers.checklist import ChecklistItem, find_checklist_facts, missing_items
+from parsers.checklist import (
+    ChecklistItem,
+    find_checklist_facts,
+    merge_present,
+    missing_from,
+    missing_items,
+    stored_facts,
+)
 from parsers.types import ArtifactKind
 
 V, E, S, T, P, L = "version", "environment", "scenario", "error_text", "screenshots", "logs"
@@ -257,3 +264,13 @@ def test_linear_time_on_hostile_100k(text):
 def test_never_raises(text, kinds):
     facts = find_checklist_facts(text, kinds)
     assert set(missing_items(facts)) | facts.present == set(ChecklistItem)
+
+
+def test_a_tickets_record_grows_message_by_message():
+    first = merge_present("", find_checklist_facts("Cubisio 3.2.1 не открывает отчёт", []))
+    assert first == "version"
+    second = merge_present(first, find_checklist_facts("Windows 11, Chrome 120", []))
+    assert second == "version,environment"
+    assert ChecklistItem.VERSION not in missing_from(second)
+    assert ChecklistItem.LOGS in missing_from(second)
+    assert stored_facts(second).present == {ChecklistItem.VERSION, ChecklistItem.ENVIRONMENT}
