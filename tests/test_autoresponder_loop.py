@@ -9,9 +9,7 @@ to a proper RFC 3834 responder; in each case maild must fall silent and lose not
 from __future__ import annotations
 
 import json
-import os
 import queue
-import signal
 import smtplib
 import subprocess
 import sys
@@ -24,8 +22,9 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, text
 
 from tests.conftest import free_port, write_config
+from tests.daemon import running_daemon
 from tests.mailbuilder import build_mail
-from tests.test_smtp_end_to_end import RelayInbox, subject_of, ticket_json, wait_for, wait_for_port
+from tests.test_smtp_end_to_end import RelayInbox, subject_of, ticket_json, wait_for
 
 LIMIT = 3
 ROBOT = "robot@dom-stroy.ru"
@@ -153,30 +152,8 @@ def looping_maild(tmp_path, db_url, maild_port, robot):
         tmp_path, db_url, f"[guard]\nautoreply_limit = {LIMIT}\n",
         smtp_port=maild_port, transport=f"smtp://127.0.0.1:{robot_port}",
     )  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    subprocess.run(
-        [sys.executable, "-m", "maild", "--config", str(config), "init"],
-        check=True, env=env, capture_output=True,
-    )  # fmt: skip
-    log_path = tmp_path / "maild.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "maild", "run", "--config", str(config)],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    try:
-        wait_for_port(maild_port)
+    with running_daemon(config, tmp_path / "maild.log", maild_port):
         yield config
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            code = "killed after 30 s"
-        log.close()
-        assert code == 0, log_path.read_text(errors="replace")
 
 
 def tickets_list(config) -> list[dict]:

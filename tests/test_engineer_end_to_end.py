@@ -13,10 +13,8 @@ import email.policy
 import os
 import re
 import shutil
-import signal
 import smtplib
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -26,9 +24,10 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.conftest import free_port, write_config
+from tests.daemon import running_daemon
 from tests.engineer_mail import outlook_reply, thunderbird_reply
 from tests.mailbuilder import build_mail
-from tests.test_smtp_end_to_end import RelayInbox, subject_of, ticket_json, wait_for, wait_for_port
+from tests.test_smtp_end_to_end import RelayInbox, subject_of, ticket_json, wait_for
 
 CLIENT = "sidorov@stroymontazh.ru"
 COLLEAGUE = "glavbuh@stroymontazh.ru"
@@ -139,26 +138,12 @@ def desk(tmp_path, db_url):
         tmp_path, db_url, SECURITY, smtp_port=port,
         transport=f"smtp://127.0.0.1:{controller.port}",
     )  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    subprocess.run(
-        [sys.executable, "-m", "maild", "--config", str(config), "init"],
-        check=True, env=env, capture_output=True,
-    )  # fmt: skip
     log_path = tmp_path / "maild.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "maild", "run", "--config", str(config)],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
     try:
-        wait_for_port(port)
-        yield Desk(port, config, log_path, relay)
+        with running_daemon(config, log_path, port):
+            yield Desk(port, config, log_path, relay)
     finally:
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=30)
-        log.close()
         controller.stop()
-        assert code == 0, log_path.read_text()
 
 
 def open_ticket(desk: Desk, *, cc: str | None = None) -> tuple[Delivered, Delivered]:

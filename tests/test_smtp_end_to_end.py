@@ -5,13 +5,11 @@ from __future__ import annotations
 import email
 import email.header
 import json
-import os
 import shutil
 import signal
 import smtplib
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message as MessageHandler
 
 from tests.conftest import free_port, write_config
+from tests.daemon import running_daemon, wait_for, wait_for_port
 from tests.mailbuilder import build_mail
 
 
@@ -38,27 +37,6 @@ class RelayInbox(MessageHandler):
         self.received.append(message)
 
 
-def wait_for(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def wait_for_port(port: int) -> None:
-    def is_open():
-        try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=1) as client:
-                return client.noop()[0] == 250
-        except OSError:
-            return False
-
-    wait_for(is_open, what=f"SMTP on port {port}")
-
-
 @pytest.fixture
 def relay():
     inbox = RelayInbox()
@@ -74,28 +52,8 @@ def running_maild(tmp_path, db_url, relay):
     port = free_port()
     relay_url = f"smtp://127.0.0.1:{controller.port}"
     config = write_config(tmp_path, db_url, smtp_port=port, transport=relay_url)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    subprocess.run(
-        [sys.executable, "-m", "maild", "--config", str(config), "init"],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
-    log = (tmp_path / "maild.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "maild", "run", "--config", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    try:
-        wait_for_port(port)
+    with running_daemon(config, tmp_path / "maild.log", port):
         yield port, config
-    finally:
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=30)
-        log.close()
-        assert code == 0, (tmp_path / "maild.log").read_text()
 
 
 def subject_of(message) -> str:
