@@ -23,9 +23,17 @@ from maild import commands, compose
 from maild.commands import Command, EngineerEntry, EngineerText, Name, Refusal, split_commands
 from maild.config import Config
 from maild.guard import AUTO_REPLIES, decide_acknowledgement
-from maild.notices import NoticeContext, notify_comment, notify_ticket, team, ticket_engineers
+from maild.notices import (
+    ENGINEER_NOTICES,
+    NoticeContext,
+    notify_comment,
+    notify_ticket,
+    team,
+    ticket_engineers,
+)
 from maild.work import IngestAction, IngestResult, Work, finish, inbound_id, known, queue_mail
 from parsers.checklist import find_checklist_facts, merge_present, missing_from, stored_facts
+from parsers.quotes import shared_passage
 from parsers.types import Address, AttachmentInfo, ParsedMessage
 from storage import repositories as repo
 from storage.artifacts import ArtifactStore
@@ -68,6 +76,8 @@ class EngineerMail:
     client_purposes: list[str] = field(default_factory=list)
     show_help: bool = False
     new_ticket: bool = False
+    held_passage: str | None = None
+    """A notice's words found in the engineer's answer, which held the answer back."""
 
     @property
     def notices(self) -> NoticeContext:
@@ -103,7 +113,11 @@ def handle_engineer_mail(
         ticket = work.session.get(Ticket, thread.linked_ticket)
     mail = EngineerMail(config, work.session, artifacts, now, engineer, parsed, ticket)
     text = split_commands(parsed.new_text)
-    comment = text.is_comment or _addressed_to_comment(parsed, config)
+    comment = (
+        text.is_comment
+        or _addressed_to_comment(parsed, config)
+        or _answers_comment_notice(work.session, parsed)
+    )
     _register_new_requests(mail, work, text)
     if mail.ticket is None:
         return _no_ticket(mail, work, text)
@@ -115,7 +129,7 @@ def handle_engineer_mail(
     held = any(not result.ok for result in mail.results)
     outcome, recipients = _deliver_text(mail, work, text, comment=comment, held=held)
     # `#comment` alone needs no confirmation: the comment notice shows it was understood.
-    if held or any(command.name != Name.COMMENT for command in text.commands):
+    if outcome == "held_quote" or held or any(c.name != Name.COMMENT for c in text.commands):
         _confirm(mail, outcome=outcome, recipients=recipients)
     mail.ticket.updated_at = now
     explanation = _explain(thread.explanation, outcome, recipients, mail.results)
@@ -134,6 +148,13 @@ def _addressed_to_comment(parsed: ParsedMessage, config: Config) -> bool:
     return wanted in addressed | delivered
 
 
+def _answers_comment_notice(session: Session, parsed: ParsedMessage) -> bool:
+    """A reply to an internal comment stays internal, whatever address it went to: the
+    engineer is talking to colleagues, and the comment must not reach the client quoted."""
+    known_ids = repo.known_messages(session, parsed.in_reply_to)
+    return any(message.kind == "comment_notice" for message in known_ids.values())
+
+
 def _explain(thread: str, outcome: str, recipients: list[str], results: list[CommandResult]) -> str:
     parts = [thread]
     if outcome == "answer_sent":
@@ -142,6 +163,8 @@ def _explain(thread: str, outcome: str, recipients: list[str], results: list[Com
         parts.append("internal comment")
     elif outcome == "held":
         parts.append("text held back: a command was refused")
+    elif outcome == "held_quote":
+        parts.append("text held back: it quotes a notice to engineers")
     if results:
         done = ", ".join(f"{r.line.split()[0]} {'ok' if r.ok else r.code}" for r in results)
         parts.append(f"commands: {done}")
@@ -455,7 +478,14 @@ def _deliver_text(
     if held:
         if body or _files(mail.parsed):
             _store(mail, work, body, direction="in", visibility="internal", kind="held")
+        _send_blocks_alone(mail, work)
         return ("held" if body else "commands"), []
+    if body and (passage := _quoted_notice(mail, body)):
+        _store(mail, work, body, direction="in", visibility="internal", kind="held")
+        mail.held_passage = passage
+        mail.event("answer_held", "quoted_notice", passage=passage)
+        _send_blocks_alone(mail, work)
+        return "held_quote", []
     if body or mail.client_blocks:
         return "answer_sent", _answer_client(mail, work, body)
     if _files(mail.parsed):
@@ -463,11 +493,33 @@ def _deliver_text(
     return "commands", []
 
 
+def _send_blocks_alone(mail: EngineerMail, work: Work) -> None:
+    """The engineer's text is held, but what accepted commands tell the client (#close,
+    #request, #merge) still goes: the ticket already changed, and the confirmation says so."""
+    if mail.client_blocks:
+        _answer_client(mail, work, "", relay_files=False)
+
+
+def _quoted_notice(mail: EngineerMail, body: str) -> str | None:
+    """A passage of one of our notices to engineers left in the answer, if any: quote
+    stripping missed the history, and the client must not get the internal text."""
+    notices: list[str] = []
+    others: list[str] = []
+    for kind, text, full_text in repo.ticket_texts(mail.session, known(mail.ticket).id):
+        if kind in ENGINEER_NOTICES:
+            notices.append(full_text)
+        else:
+            others.extend((text, full_text))
+    return shared_passage(body, notices, others)
+
+
 def _files(parsed: ParsedMessage) -> list[AttachmentInfo]:
     return [a for a in parsed.attachments if not a.inline and not a.refused and a.sha256]
 
 
-def _answer_client(mail: EngineerMail, work: Work, body: str) -> list[str]:
+def _answer_client(
+    mail: EngineerMail, work: Work, body: str, *, relay_files: bool = True
+) -> list[str]:
     """One mail to the client's side: the engineer's words, then what the commands ask."""
     session, config = mail.session, mail.config
     ticket = known(mail.ticket)
@@ -484,7 +536,7 @@ def _answer_client(mail: EngineerMail, work: Work, body: str) -> list[str]:
         answering=latest.message_id if latest else None,
         references=(latest.references or "").split() if latest else (),
     )  # fmt: skip
-    relayed = _files(mail.parsed)
+    relayed = _files(mail.parsed) if relay_files else []
     files = [
         compose.OutgoingFile(a.filename, a.content_type, mail.artifacts.read(a.sha256))
         for a in relayed
@@ -546,6 +598,7 @@ def _confirm(mail: EngineerMail, *, outcome: str, recipients: list[str]) -> None
         subject=ticket.subject if ticket else mail.parsed.subject, to=to,
         answering=mail.parsed.message_id, references=mail.parsed.references, now=mail.now,
         results=mail.results, outcome=outcome, recipients=recipients, help=mail.show_help,
+        passage=mail.held_passage,
         close_reasons=commands.CLOSE_REASONS,
     )  # fmt: skip
     if ticket is not None:

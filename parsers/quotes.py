@@ -19,10 +19,11 @@ engineer can skip a stray quote, but cannot read words that were thrown away.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import islice
 
-__all__ = ["ReplyParts", "split_reply"]
+__all__ = ["ReplyParts", "shared_passage", "split_reply"]
 
 # Attribution and header lines are short; longer lines are prose and skip the regexes.
 _MAX_MARKER_CHARS = 300
@@ -148,6 +149,37 @@ def split_reply(text: str) -> ReplyParts:
     if head:
         return ReplyParts(head, _clean(lines[cut:]), "")
     return ReplyParts(_clean(lines), "", "")
+
+
+def shared_passage(
+    text: str, sources: Iterable[str], elsewhere: Iterable[str], *, words: int = 8
+) -> str | None:
+    """The first run of `words` words of `text` that occurs in `sources` and in none of
+    `elsewhere`, or None.
+
+    Words, not lines: a quoting mail program re-wraps lines and adds `>` marks, but keeps the
+    words in order. maild uses it to catch its own notices to engineers (`sources`) left in an
+    answer that quote stripping did not recognise; what the ticket's other messages say
+    (`elsewhere`: the client's words, the engineer's comments) is no secret and never counts.
+    """
+    wanted = _shingles(sources, words) - _shingles(elsewhere, words)
+    found = _WORD.findall(text.casefold())
+    for start in range(len(found) - words + 1):
+        run = tuple(found[start : start + words])
+        if run in wanted:
+            return " ".join(run)
+    return None
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _shingles(texts: Iterable[str], words: int) -> set[tuple[str, ...]]:
+    runs: set[tuple[str, ...]] = set()
+    for text in texts:
+        found = _WORD.findall(text.casefold())
+        runs.update(tuple(found[start : start + words]) for start in range(len(found) - words + 1))
+    return runs
 
 
 def _clean(lines: list[str]) -> str:

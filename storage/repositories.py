@@ -395,6 +395,16 @@ def latest_client_message(session: Session, ticket_id: int) -> Message | None:
     ).first()  # fmt: skip
 
 
+def ticket_texts(session: Session, ticket_id: int) -> list[tuple[str, str, str]]:
+    """(kind, text, full_text) of every message of a ticket, notices included."""
+    rows = session.execute(
+        select(Message.kind, Message.text, Message.full_text)
+        .where(Message.ticket_id == ticket_id)
+        .order_by(Message.id)
+    )
+    return [(kind, text, full_text) for kind, text, full_text in rows]
+
+
 def merge_tickets(session: Session, source: Ticket, target: Ticket) -> int:
     """Move the source's messages and participants into the target; returns messages moved.
     The source stays, closed, as the pointer that later mail naming it follows."""

@@ -252,6 +252,72 @@ def test_internal_comment_goes_to_the_other_engineers_only(app, how):
     assert ticket(app)["sla"]["first_response_at"] is None  # a comment answers nobody
 
 
+def test_reply_to_a_comment_notice_stays_internal(app):
+    # The engineer's mail program sends the reply to the support address (the notice's
+    # Reply-To), with the quoted comment below: it is a comment, never an answer.
+    client_writes(app)
+    engineer_writes(app, "#comment\nКлиент ругается, но по делу.")
+    [comment_notice] = [n for n in notices(app) if n.purpose == "comment_notice"]
+    notice_id = email.message_from_bytes(comment_notice.raw)["Message-ID"]
+    engineer_writes(
+        app, "Согласна, попросим дамп.\n\n> Клиент ругается, но по делу.",
+        sender="Мария Петрова <petrova@sis.ru>", headers={"In-Reply-To": notice_id},
+        message_id="<petrova-1@sis.ru>",
+    )  # fmt: skip
+    assert to_client(app) == []
+    reply = ticket(app)["messages"][-1]
+    assert (reply["visibility"], reply["kind"], reply["text"]) == (
+        "internal", "comment", "Согласна, попросим дамп.",
+    )  # fmt: skip
+    assert notices(app)[-1].purpose == "comment_notice"
+    assert notices(app)[-1].recipient == "ivanov@sis.ru"  # the other engineer
+    assert "Ответ на это письмо тоже останется внутренним" in body_of(comment_notice)
+
+
+def test_answer_that_still_carries_a_notice_is_held(app):
+    # Quote stripping found no marker (the notice pasted under the answer as is): the
+    # notice's own words must not reach the client.
+    client_writes(app, body="Добрый день!\nНе открывается отчёт.")
+    [notice] = notices(app)
+    engineer_writes(app, "Обновите модуль отчётов до версии 5.2.\n\n" + body_of(notice))
+    assert to_client(app) == []
+    body = confirmation(app)
+    assert "Текст письма клиенту НЕ отправлен: в нём осталась цитата служебного уведомления" in (
+        body
+    )
+    held = ticket(app)["messages"][-1]
+    assert (held["visibility"], held["kind"]) == ("internal", "held")
+    assert held["text"].startswith("Обновите модуль отчётов до версии 5.2.")
+    assert ticket(app)["sla"]["first_response_at"] is None
+    with app.sessions() as session:
+        event = session.scalars(select(Event).where(Event.kind == "answer_held")).one()
+    assert event.reason == "quoted_notice"
+
+
+def test_quoting_the_client_or_a_comment_is_no_leak(app):
+    sentence = "При нажатии кнопки печати в модуле складского учёта появляется ошибка 0x80004005."
+    client_writes(app, body=f"Добрый день!\n{sentence}")
+    comment = "Похоже на ту же ошибку драйвера принтера, что была у них в прошлом году."
+    engineer_writes(app, f"#comment\n{comment}")
+    engineer_writes(app, f"Вы пишете: {sentence}\n{comment}\nОбновите драйвер.")
+    [answer] = to_client(app, "answer")
+    assert "Обновите драйвер." in body_of(answer)
+
+
+def test_accepted_commands_still_tell_the_client_when_the_text_is_held(app):
+    # #close already closed the ticket: the client gets the closing notice even though the
+    # refused #priority holds the engineer's text back.
+    client_writes(app)
+    engineer_writes(app, "#close solved\n#priority urgent\n\nРады, что всё заработало.")
+    [closing] = to_client(app)
+    assert closing.purpose == "closing"
+    body = body_of(closing)
+    assert "закрыто: проблема решена" in body
+    assert "Рады, что всё заработало." not in body
+    assert db_ticket(app).status == "closed"
+    assert "Текст письма клиенту НЕ отправлен" in confirmation(app)
+
+
 # --- commands -------------------------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ CLIENT = "sidorov@stroymontazh.ru"
 COLLEAGUE = "glavbuh@stroymontazh.ru"
 ENGINEER = "ivanov@sis.ru"
 ENGINEER_FROM = "Иван Иванов <ivanov@sis.ru>"
+COLLEAGUE_ENGINEER = "petrova@sis.ru"
 SUPPORT = "info@sis.ru"
 MX_PASS = {"Authentication-Results": "mx.sis.ru; dkim=pass header.d=sis.ru header.s=mail"}
 SECURITY = '[security]\ntrusted_authserv_ids = ["mx.sis.ru"]\n'
@@ -128,14 +129,13 @@ class Desk:
         return ticket_json(self.config, number)
 
 
-@pytest.fixture
-def desk(tmp_path, db_url):
+def start_desk(tmp_path: Path, db_url: str, extra: str = ""):
     relay = WireRelay()
     controller = Controller(relay, hostname="127.0.0.1", port=free_port())
     controller.start()
     port = free_port()
     config = write_config(
-        tmp_path, db_url, SECURITY, smtp_port=port,
+        tmp_path, db_url, SECURITY + extra, smtp_port=port,
         transport=f"smtp://127.0.0.1:{controller.port}",
     )  # fmt: skip
     log_path = tmp_path / "maild.log"
@@ -144,6 +144,18 @@ def desk(tmp_path, db_url):
             yield Desk(port, config, log_path, relay)
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def desk(tmp_path, db_url):
+    yield from start_desk(tmp_path, db_url)
+
+
+@pytest.fixture
+def desk_of_two(tmp_path, db_url):
+    yield from start_desk(
+        tmp_path, db_url, f'[[engineers]]\nemail = "{COLLEAGUE_ENGINEER}"\nname = "Мария Петрова"\n'
+    )
 
 
 def open_ticket(desk: Desk, *, cc: str | None = None) -> tuple[Delivered, Delivered]:
@@ -308,6 +320,43 @@ def test_commands_and_comment_by_mail(desk):
     time.sleep(QUIET_SECONDS)
     assert client_mails_after(desk, ack) == [answer]
     assert desk.ticket(1)["criticality"] == "high"
+
+
+def test_outlook_reply_to_a_comment_notice_stays_internal(desk_of_two):
+    # Petrova answers Ivanov's internal comment the way anyone answers mail: Reply in Outlook.
+    # The reply goes to the support address with the comment quoted below; it must reach
+    # Ivanov as a comment and never the client.
+    desk = desk_of_two
+    ack, notice = open_ticket(desk)
+    comment = thunderbird_reply(
+        notice.raw, sender=ENGINEER_FROM, body="#comment\nПохоже на старый баг драйвера печати.",
+        extra_headers=MX_PASS,
+    )  # fmt: skip
+    desk.send(comment, ENGINEER)
+    comment_notice = desk.wait_mail(
+        COLLEAGUE_ENGINEER,
+        "the comment notice to the other engineer",
+        subject="Внутренний комментарий",
+    )
+    assert comment_notice.message["Reply-To"] == SUPPORT
+    reply = outlook_reply(
+        comment_notice.raw, sender=f"Мария Петрова <{COLLEAGUE_ENGINEER}>",
+        body="Да, это он. Попросим у клиента версию драйвера.", extra_headers=MX_PASS,
+    )  # fmt: skip
+    desk.send(reply, COLLEAGUE_ENGINEER)
+    relayed = desk.wait_mail(
+        ENGINEER, "Petrova's reply as a comment notice", subject="Внутренний комментарий"
+    )
+    assert "Да, это он. Попросим у клиента версию драйвера." in relayed.text
+    desk.wait_processed(reply)
+    time.sleep(QUIET_SECONDS)
+    assert client_mails_after(desk, ack) == []
+    notes = [m for m in desk.ticket(1)["messages"] if m["visibility"] == "internal"]
+    assert [(m["kind"], m["text"].strip()) for m in notes if m["direction"] == "in"] == [
+        ("comment", "Похоже на старый баг драйвера печати."),
+        ("comment", "Да, это он. Попросим у клиента версию драйвера."),
+    ]
+    assert desk.ticket(1)["sla"]["first_response_at"] is None
 
 
 @pytest.mark.parametrize(

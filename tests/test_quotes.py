@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parsers.html_text import html_to_text
-from parsers.quotes import ReplyParts, split_reply
+from parsers.quotes import ReplyParts, shared_passage, split_reply
 
 CASES = [
     # --- Outlook ---------------------------------------------------------------------------
@@ -304,3 +304,32 @@ def test_never_raises_never_loses_words(text):
         assert parts.new_text.strip()
     source = text.replace("\r", "\n")
     assert all(line in source for line in parts.new_text.split("\n"))
+
+
+# --- shared_passage: a notice left in an answer ---------------------------------------------
+
+NOTICE = (
+    "[SIS #5] Новое обращение: Не открывается отчёт\n"
+    "Первый ответ до: 03.03.2026 20:00 MSK\n\n"
+    "Клиент пишет: отчёт по складу не открывается после обновления модуля учёта\n"
+)
+CLIENT = "Добрый день! Отчёт по складу не открывается после обновления модуля учёта"
+
+
+def test_shared_passage_survives_rewrapping_and_quote_marks():
+    answer = "Обновите модуль.\n\n> [SIS #5] Новое\n> обращение: Не открывается\n> отчёт Первый"
+    assert shared_passage(answer, [NOTICE], [CLIENT]) == (
+        "sis 5 новое обращение не открывается отчёт первый"
+    )
+
+
+def test_shared_passage_ignores_what_other_messages_say():
+    # The client's own words quoted back are no leak, however long.
+    answer = "Вы пишете: отчёт по складу не открывается после обновления модуля учёта."
+    assert shared_passage(answer, [NOTICE], [CLIENT]) is None
+
+
+def test_shared_passage_needs_a_run_of_words():
+    assert shared_passage("Первый ответ до завтра", [NOTICE], []) is None
+    assert shared_passage("", [NOTICE], []) is None
+    assert shared_passage("любой текст любой длины здесь и там и сям", [], []) is None
