@@ -162,13 +162,14 @@ def shared_passage(
     answer that quote stripping did not recognise; what the ticket's other messages say
     (`elsewhere`: the client's words, the engineer's comments) is no secret and never counts.
     """
-    wanted = _shingles(sources, words) - _shingles(elsewhere, words)
+    in_sources = _shingles(sources, words)
     found = _WORD.findall(text.casefold())
-    for start in range(len(found) - words + 1):
-        run = tuple(found[start : start + words])
-        if run in wanted:
-            return " ".join(run)
-    return None
+    runs = [tuple(found[start : start + words]) for start in range(len(found) - words + 1)]
+    candidates = [run for run in runs if run in in_sources]
+    if not candidates:  # the usual case: the other messages need no look
+        return None
+    known = _shingles(elsewhere, words)
+    return next((" ".join(run) for run in candidates if run not in known), None)
 
 
 _WORD = re.compile(r"\w+")
