@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 from maild.config import CRITICALITIES
 
-_COMMAND_LINE = re.compile(r"^\s*#([A-Za-z_][A-Za-z_-]*)(?:[ \t]+(.*?))?\s*$")
+_COMMAND_LINE = re.compile(r"^\s*#[ \t]?([^\W\d][\w-]*)[ \t]*:?(?:[ \t]+(.*?))?\s*$")
+"""`#word argument`, also as people mistype it (`# comment`, `#comment: text`) and in any
+script (`#комментарий`): a near-miss must be refused, never read as text for the client."""
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]+$")
 
 
@@ -86,7 +88,11 @@ def split_commands(text: str) -> EngineerText:
         name = match.group(1).lower().replace("-", "_")
         commands.append(Command(name, (match.group(2) or "").strip(), line.strip()))
         index += 1
-    body = "\n".join(lines[index:]).strip("\n") if commands else text
+    if not commands:
+        return EngineerText((), text)
+    # `#comment the key is in the log` says its text on the command line.
+    said = [c.argument for c in commands if c.name == Name.COMMENT and c.argument]
+    body = "\n".join([*said, "\n".join(lines[index:]).strip("\n")]).strip("\n")
     return EngineerText(tuple(commands), body)
 
 

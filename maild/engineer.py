@@ -109,8 +109,10 @@ def handle_engineer_mail(
         raise RuntimeError(f"engineer {sender} is in the config but not in the database")
     ticket = work.ticket
     if ticket is None and thread.linked_ticket is not None:
-        # An engineer's mail to a ticket closed long ago still belongs to that ticket.
-        ticket = work.session.get(Ticket, thread.linked_ticket)
+        # An engineer's mail to a ticket closed long ago still belongs to that ticket (or
+        # to the one it was merged into).
+        linked = work.session.get(Ticket, thread.linked_ticket)
+        ticket = repo.merged_destination(work.session, linked)[0] if linked else None
     mail = EngineerMail(config, work.session, artifacts, now, engineer, parsed, ticket)
     text = split_commands(parsed.new_text)
     comment = (
@@ -128,8 +130,10 @@ def handle_engineer_mail(
                 mail.results.append(_run(mail, command))
     held = any(not result.ok for result in mail.results)
     outcome, recipients = _deliver_text(mail, work, text, comment=comment, held=held)
+    work.ticket = mail.ticket  # after #merge, the ticket the mail now lives in
     # `#comment` alone needs no confirmation: the comment notice shows it was understood.
-    if outcome == "held_quote" or held or any(c.name != Name.COMMENT for c in text.commands):
+    told = outcome in ("held_quote", "files_kept")
+    if told or held or any(c.name != Name.COMMENT for c in text.commands):
         _confirm(mail, outcome=outcome, recipients=recipients)
     mail.ticket.updated_at = now
     explanation = _explain(thread.explanation, outcome, recipients, mail.results)
@@ -163,6 +167,8 @@ def _explain(thread: str, outcome: str, recipients: list[str], results: list[Com
         parts.append("internal comment")
     elif outcome == "held":
         parts.append("text held back: a command was refused")
+    elif outcome == "files_kept":
+        parts.append("attachments kept internal: commands and files, no text")
     elif outcome == "held_quote":
         parts.append("text held back: it quotes a notice to engineers")
     if results:
@@ -464,9 +470,11 @@ def _own_addresses(config: Config) -> frozenset[str]:
 def _deliver_text(
     mail: EngineerMail, work: Work, text: EngineerText, *, comment: bool, held: bool
 ) -> tuple[str, list[str]]:
-    """Returns the outcome (answer_sent, comment_saved, held, commands) and who got mail."""
+    """Returns the outcome (registered, comment_saved, answer_sent, held, held_quote,
+    files_kept, commands) and who got mail."""
     ticket, body = known(mail.ticket), text.body.strip()
     if mail.new_ticket:
+        _send_blocks_alone(mail, work)
         return "registered", []
     if comment:
         note = _store(mail, work, body, direction="in", visibility="internal", kind="comment")
@@ -474,7 +482,16 @@ def _deliver_text(
         others = team(mail.config, exclude=mail.engineer.email)
         files = [a for a in mail.parsed.attachments if not a.inline]
         notify_comment(mail.notices, ticket, note, to=others, attachments=files)
+        _send_blocks_alone(mail, work)
         return "comment_saved", [address for _, address in others]
+    return _deliver_answer(mail, work, text, held=held)
+
+
+def _deliver_answer(
+    mail: EngineerMail, work: Work, text: EngineerText, *, held: bool
+) -> tuple[str, list[str]]:
+    """The text meant for the client: sent, or held back with the reason."""
+    body = text.body.strip()
     if held:
         if body or _files(mail.parsed):
             _store(mail, work, body, direction="in", visibility="internal", kind="held")
@@ -486,16 +503,21 @@ def _deliver_text(
         mail.event("answer_held", "quoted_notice", passage=passage)
         _send_blocks_alone(mail, work)
         return "held_quote", []
-    if body or mail.client_blocks:
+    files_only = not body and bool(_files(mail.parsed))
+    if body or mail.client_blocks or (files_only and not text.commands):
+        # A plain Reply with only a file attached is an answer too: the file goes.
         return "answer_sent", _answer_client(mail, work, body)
-    if _files(mail.parsed):
+    if files_only:
+        # Commands and a file but no words: not clearly meant for the client; kept, and said.
         _store(mail, work, "", direction="in", visibility="internal", kind="engineer_mail")
+        return "files_kept", []
     return "commands", []
 
 
 def _send_blocks_alone(mail: EngineerMail, work: Work) -> None:
-    """The engineer's text is held, but what accepted commands tell the client (#close,
-    #request, #merge) still goes: the ticket already changed, and the confirmation says so."""
+    """The engineer's text is held, internal or the request itself (#new), but what accepted
+    commands tell the client (#close, #request, #merge) still goes: the ticket already
+    changed, and the confirmation says so."""
     if mail.client_blocks:
         _answer_client(mail, work, "", relay_files=False)
 
@@ -504,13 +526,15 @@ def _quoted_notice(mail: EngineerMail, body: str) -> str | None:
     """A passage of one of our notices to engineers left in the answer, if any: quote
     stripping missed the history, and the client must not get the internal text."""
     notices: list[str] = []
-    others: list[str] = []
-    for kind, text, full_text in repo.ticket_texts(mail.session, known(mail.ticket).id):
+    public: list[str] = []
+    for kind, visibility, text, full_text in repo.ticket_texts(mail.session, known(mail.ticket).id):
         if kind in ENGINEER_NOTICES:
             notices.append(full_text)
-        else:
-            others.extend((text, full_text))
-    return shared_passage(body, notices, others)
+        elif visibility == "public":
+            public.extend((text, full_text))
+    # Only what the client's side has seen is no secret: comments and held texts are not
+    # (a held answer carries the very notice that held it).
+    return shared_passage(body, notices, public)
 
 
 def _files(parsed: ParsedMessage) -> list[AttachmentInfo]:
@@ -545,7 +569,7 @@ def _answer_client(
         config, reply, engineer_text=body, blocks=mail.client_blocks, cc=cc, files=files,
         from_name=compose.sender_name(mail.engineer.name, config), now=mail.now,
     )  # fmt: skip
-    kind = "answer" if body else mail.client_purposes[0]
+    kind = "answer" if body or relayed else mail.client_purposes[0]
     queued = queue_mail(
         session, ticket, outgoing, purpose=kind, recipient=requester.email, now=mail.now,
         sender=config.mailbox.address,

@@ -290,11 +290,8 @@ def stage_thread(pipeline: Pipeline, work: Work) -> IngestResult | None:
 
 def _follow_merges(work: Work) -> None:
     """Mail naming a ticket that was merged goes where the ticket's mail went (#merge)."""
-    ticket, thread = known(work.ticket), known(work.thread)
-    hops: list[int] = []
-    while ticket.merged_into_id is not None and len(hops) < 10:
-        hops.append(ticket.id)
-        ticket = work.session.get_one(Ticket, ticket.merged_into_id)
+    ticket, hops = repo.merged_destination(work.session, known(work.ticket))
+    thread = known(work.thread)
     if hops:
         path = " -> ".join(str(number) for number in (*hops, ticket.id))
         work.ticket = ticket

@@ -395,14 +395,24 @@ def latest_client_message(session: Session, ticket_id: int) -> Message | None:
     ).first()  # fmt: skip
 
 
-def ticket_texts(session: Session, ticket_id: int) -> list[tuple[str, str, str]]:
-    """(kind, text, full_text) of every message of a ticket, notices included."""
+def ticket_texts(session: Session, ticket_id: int) -> list[tuple[str, str, str, str]]:
+    """(kind, visibility, text, full_text) of every message of a ticket, notices included."""
     rows = session.execute(
-        select(Message.kind, Message.text, Message.full_text)
+        select(Message.kind, Message.visibility, Message.text, Message.full_text)
         .where(Message.ticket_id == ticket_id)
         .order_by(Message.id)
     )
-    return [(kind, text, full_text) for kind, text, full_text in rows]
+    return [(kind, visibility, text, full) for kind, visibility, text, full in rows]
+
+
+def merged_destination(session: Session, ticket: Ticket) -> tuple[Ticket, list[int]]:
+    """Where a ticket's mail goes now: the end of its `merged_into` chain, and the numbers
+    passed on the way (at most 10 hops, so a corrupt cycle cannot hang the pipeline)."""
+    hops: list[int] = []
+    while ticket.merged_into_id is not None and len(hops) < 10:
+        hops.append(ticket.id)
+        ticket = session.get_one(Ticket, ticket.merged_into_id)
+    return ticket, hops
 
 
 def merge_tickets(session: Session, source: Ticket, target: Ticket) -> int:
@@ -416,10 +426,11 @@ def merge_tickets(session: Session, source: Ticket, target: Ticket) -> int:
         session.scalars(select(Participant.email).where(Participant.ticket_id == target.id))
     )
     for participant in ticket_participants(session, source.id):
-        if participant.email not in present:
-            session.add(
-                Participant(ticket_id=target.id, email=participant.email, role=participant.role)
-            )
+        if participant.email in present:
+            continue
+        # The source's requester is the target's colleague: answers reach them too.
+        role = "colleague" if participant.role == "requester" else participant.role
+        session.add(Participant(ticket_id=target.id, email=participant.email, role=role))
     return int(moved or 0)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.header
 import email.utils
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -294,14 +295,35 @@ def test_answer_that_still_carries_a_notice_is_held(app):
     assert event.reason == "quoted_notice"
 
 
-def test_quoting_the_client_or_a_comment_is_no_leak(app):
+def test_quoting_the_client_is_no_leak(app):
     sentence = "При нажатии кнопки печати в модуле складского учёта появляется ошибка 0x80004005."
     client_writes(app, body=f"Добрый день!\n{sentence}")
+    engineer_writes(app, f"Вы пишете: {sentence}\nОбновите драйвер принтера.")
+    [answer] = to_client(app, "answer")
+    assert "Обновите драйвер принтера." in body_of(answer)
+
+
+def test_an_internal_comment_pasted_into_an_answer_is_held(app):
+    client_writes(app)
     comment = "Похоже на ту же ошибку драйвера принтера, что была у них в прошлом году."
     engineer_writes(app, f"#comment\n{comment}")
-    engineer_writes(app, f"Вы пишете: {sentence}\n{comment}\nОбновите драйвер.")
-    [answer] = to_client(app, "answer")
-    assert "Обновите драйвер." in body_of(answer)
+    engineer_writes(app, f"{comment}\nОбновите драйвер.")
+    assert to_client(app) == []
+    assert "цитата служебного уведомления" in confirmation(app)
+
+
+def test_sending_a_held_answer_again_is_held_again(app):
+    # The held message carries the notice; it must not make the notice "known" text.
+    client_writes(app)
+    [notice] = notices(app)
+    leaky = "Обновите модуль отчётов до версии 5.2.\n\n" + body_of(notice)
+    engineer_writes(app, leaky, message_id="<ivanov-1@sis.ru>")
+    engineer_writes(app, "Повторно: " + leaky, message_id="<ivanov-2@sis.ru>")
+    assert to_client(app) == []
+    # Nor does a comment that quoted the notice.
+    engineer_writes(app, "#comment\nСмотрю.\n\n" + body_of(notice), message_id="<ivanov-3@sis.ru>")
+    engineer_writes(app, "Ответ.\n\n" + body_of(notice), message_id="<ivanov-4@sis.ru>")
+    assert to_client(app) == []
 
 
 def test_accepted_commands_still_tell_the_client_when_the_text_is_held(app):
@@ -316,6 +338,65 @@ def test_accepted_commands_still_tell_the_client_when_the_text_is_held(app):
     assert "Рады, что всё заработало." not in body
     assert db_ticket(app).status == "closed"
     assert "Текст письма клиенту НЕ отправлен" in confirmation(app)
+
+
+@pytest.mark.parametrize(
+    ("first_line", "kind"),
+    [("#comment: клиент пират", "comment"), ("# comment", "comment"), ("#комментарий", "held")],
+)
+def test_mistyped_comment_lines_never_reach_the_client(app, first_line, kind):
+    client_writes(app)
+    engineer_writes(app, f"{first_line}\nне говорите ему")
+    assert to_client(app) == []
+    assert ticket(app)["messages"][-1]["kind"] == kind
+
+
+def test_comment_text_on_the_command_line_is_kept(app):
+    client_writes(app)
+    engineer_writes(app, "#comment ключ лицензии в журнале, не пересылать")
+    comment = ticket(app)["messages"][-1]
+    assert (comment["kind"], comment["text"]) == (
+        "comment",
+        "ключ лицензии в журнале, не пересылать",
+    )
+
+
+def test_commands_in_a_comment_still_tell_the_client(app):
+    client_writes(app)
+    engineer_writes(app, "#comment\n#close solved\nЗакрываю, клиент подтвердил по телефону.")
+    [closing] = to_client(app)
+    assert closing.purpose == "closing"
+    assert "Закрываю" not in body_of(closing)
+    [comment] = [m for m in ticket(app)["messages"] if m["kind"] == "comment"]
+    assert comment["text"] == "Закрываю, клиент подтвердил по телефону."
+    assert db_ticket(app).status == "closed"
+
+
+def test_new_with_a_request_sends_the_request(app):
+    engineer_writes(
+        app, f"#new {CLIENT}\n#request logs\nЗвонил клиент: не открывается отчёт.",
+        subject="Звонок: отчёт",
+    )  # fmt: skip
+    purposes = [r.purpose for r in client_outbox(app)]
+    assert purposes == ["acknowledgement", "request"]
+    assert "Журналы (логи)" in body_of(to_client(app, "request")[0])
+
+
+def test_a_reply_with_only_a_file_relays_the_file(app):
+    client_writes(app)
+    engineer_writes(
+        app, "", attachments=[("fix.reg", b"Windows Registry Editor\r\n", "text/plain")]
+    )
+    [answer] = to_client(app, "answer")
+    mail = email.message_from_bytes(answer.raw)
+    assert [part.get_filename() for part in mail.walk() if part.get_filename()] == ["fix.reg"]
+
+
+def test_commands_with_only_a_file_keep_the_file_and_say_so(app):
+    client_writes(app)
+    engineer_writes(app, "#take", attachments=[("internal.log", b"debug\n" * 10, "text/plain")])
+    assert to_client(app) == []
+    assert "Вложения сохранены в обращении как внутренние" in confirmation(app)
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -472,6 +553,30 @@ def test_cc_adds_a_participant_who_then_gets_answers(app):
     assert answer.recipients.split(",") == [CLIENT, "director@stroymontazh.ru"]
     assert "✔ #cc Director@Stroymontazh.ru — director@stroymontazh.ru добавлен(а)" in (
         confirmation(app)
+    )
+
+
+def test_merge_of_two_colleagues_tickets_keeps_both_told(app):
+    client_writes(app)
+    colleague = "Иван Петров <petrov@stroymontazh.ru>"
+    ingest(app, build_mail(sender=colleague, subject="Отчёт", message_id="<p-1@stroymontazh.ru>"))
+    engineer_writes(app, "#merge 2\n\nОбъединяем с обращением коллеги.")
+    [told] = to_client(app)
+    assert set(told.recipients.split(",")) == {"petrov@stroymontazh.ru", CLIENT}
+    roles = {p["email"]: p["role"] for p in ticket(app, 2)["participants"]}
+    assert roles[CLIENT] == "colleague"
+
+
+def test_engineer_mail_to_a_long_merged_ticket_follows_the_merge(app):
+    client_writes(app)
+    client_writes(app, subject="Снова про отчёт", message_id="<req-2@stroymontazh.ru>")
+    engineer_writes(app, "#merge 2")
+    app.clock.current += timedelta(days=60)
+    result = engineer_writes(app, "Вернулся к вопросу.", message_id="<late@sis.ru>")
+    assert result.ticket == 2
+    assert db_ticket(app, 1).status == "closed"
+    assert "[SIS #2]" in decoded(
+        email.message_from_bytes(to_client(app, "answer")[-1].raw)["Subject"]
     )
 
 
