@@ -18,7 +18,7 @@ from tests.conftest import write_config
 from tests.daemon import wait_for
 from tests.mailbuilder import build_mail
 
-MESSAGES = 500
+MESSAGES = 300
 
 
 def test_sigkill_during_imap_intake_loses_and_doubles_nothing(tmp_path, sqlite_url, dovecot):
@@ -36,6 +36,11 @@ def test_sigkill_during_imap_intake_loses_and_doubles_nothing(tmp_path, sqlite_u
                 ),
             )
     config = load_config(config_path)
+
+    def left() -> int:
+        """Messages not yet settled: still in INBOX, or spooled and not yet processed."""
+        return dovecot.count("INBOX") + len(list((config.spool.path / "new").glob("*.eml")))
+
     rng = random.Random(25112026)
     kills = stalled = 0
     remaining = MESSAGES
@@ -43,14 +48,22 @@ def test_sigkill_during_imap_intake_loses_and_doubles_nothing(tmp_path, sqlite_u
         process = subprocess.Popen(
             [*maild, "run"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        time.sleep(rng.uniform(0.8, 2.5))
+        if rng.random() < 0.25:
+            time.sleep(rng.uniform(0.3, 2.5))  # during start-up, login or the first fetch
+        else:
+            # Once something settled, however slow this machine is, then mid-stream.
+            wait_for(
+                lambda before=remaining: left() < before,
+                timeout=120, what="maild to settle a message",
+            )  # fmt: skip
+            time.sleep(rng.uniform(0.0, 1.0))
         process.send_signal(signal.SIGKILL)
         process.wait()
         kills += 1
-        left = dovecot.count("INBOX") + len(list((config.spool.path / "new").glob("*.eml")))
-        if left == 0:
+        now_left = left()
+        if now_left == 0:
             break
-        stalled, remaining = (stalled + 1 if left >= remaining else 0), left
+        stalled, remaining = (stalled + 1 if now_left >= remaining else 0), now_left
         assert stalled < 10, "ten runs in a row settled nothing: intake does not finish"
     # One clean run delivers what the killed ones left in the outbox.
     process = subprocess.Popen(
