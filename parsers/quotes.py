@@ -159,28 +159,23 @@ def shared_passage(
 
     Words, not lines: a quoting mail program re-wraps lines and adds `>` marks, but keeps the
     words in order. maild uses it to catch its own notices to engineers (`sources`) left in an
-    answer that quote stripping did not recognise; what the ticket's other messages say
-    (`elsewhere`: the client's words, the engineer's comments) is no secret and never counts.
+    answer that quote stripping did not recognise; what the client's side has already seen
+    (`elsewhere`: the client's own words, earlier answers) is no secret and never counts.
     """
-    in_sources = _shingles(sources, words)
-    found = _WORD.findall(text.casefold())
-    runs = [tuple(found[start : start + words]) for start in range(len(found) - words + 1)]
-    candidates = [run for run in runs if run in in_sources]
+    in_sources = {run for source in sources for run in _runs(source, words)}
+    candidates = [run for run in _runs(text, words) if run in in_sources]
     if not candidates:  # the usual case: the other messages need no look
         return None
-    known = _shingles(elsewhere, words)
+    known = {run for other in elsewhere for run in _runs(other, words)}
     return next((" ".join(run) for run in candidates if run not in known), None)
 
 
 _WORD = re.compile(r"\w+")
 
 
-def _shingles(texts: Iterable[str], words: int) -> set[tuple[str, ...]]:
-    runs: set[tuple[str, ...]] = set()
-    for text in texts:
-        found = _WORD.findall(text.casefold())
-        runs.update(tuple(found[start : start + words]) for start in range(len(found) - words + 1))
-    return runs
+def _runs(text: str, words: int) -> list[tuple[str, ...]]:
+    found = _WORD.findall(text.casefold())
+    return [tuple(found[start : start + words]) for start in range(len(found) - words + 1)]
 
 
 def _clean(lines: list[str]) -> str:
