@@ -46,6 +46,8 @@ class ArtifactsConfig:
     """All accepted attachments of one message together; later ones are refused."""
     retention_days: int
     """Artifacts of tickets closed longer than this are purged; 0 keeps them forever."""
+    max_parts: int = 1000
+    """MIME parts of one message that are looked at; the rest are counted and refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,15 @@ class SmtpInboundConfig:
     port: int
     lmtp: bool
     max_message_bytes: int
+    hostname: str = "localhost"
+    """The name in the greeting and in the Received line maild prepends."""
+    max_sessions: int = 100
+    """Open sessions at once; one more is answered `421 4.7.0` and closed."""
+    max_sessions_per_peer: int = 20
+    idle_timeout_seconds: int = 60
+    """A session silent this long is closed (aiosmtpd's own default is 300)."""
+    max_recipients: int = 100
+    """RCPT per transaction; more get `452 4.5.3` (RFC 5321 4.5.3.1.8)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +143,10 @@ class EngineerConfig:
 class SecurityConfig:
     trusted_authserv_ids: tuple[str, ...]
     trusted_relays: tuple[str, ...]
+    mx_peers: tuple[str, ...] = ()
+    """Networks of the MX that delivers to the SMTP/LMTP listener: only mail handed over by
+    one of them (or fetched from the IMAP mailbox the MX fills) has Authentication-Results
+    worth reading."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +309,23 @@ def _relays(value: Any) -> tuple[str, ...]:
     return items
 
 
+def _networks(value: Any) -> tuple[str, ...]:
+    items = _string_list(value)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network") from None
+    return items
+
+
+def _hostname(value: Any) -> str:
+    text = _string(value).lower()
+    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,62}\.?)*", text) or len(text) > 253:
+        raise ValueError(f"{text!r} is not a host name")
+    return text.rstrip(".")
+
+
 def _domains(value: Any) -> frozenset[str]:
     return frozenset(item.lower() for item in _string_list(value))
 
@@ -354,6 +386,7 @@ _SCHEMA: dict[str, dict[str, tuple[Checker, Any]]] = {
         "max_attachment_mb": (_megabytes, 1024),
         "max_message_mb": (_megabytes, 2048),
         "retention_days": (_non_negative_int, 90),
+        "max_parts": (_positive_int, 1000),
     },
     "outbound": {
         "transport": (_transport, "maildir:var/outbox"),
@@ -365,11 +398,21 @@ _SCHEMA: dict[str, dict[str, tuple[Checker, Any]]] = {
         "listen": (_listen, "127.0.0.1:2525"),
         "max_message_mb": (_megabytes, 64),
         "enabled": (_boolean, True),
+        "hostname": (_hostname, None),
+        "max_sessions": (_positive_int, 100),
+        "max_sessions_per_peer": (_positive_int, 20),
+        "idle_timeout_seconds": (_positive_int, 60),
+        "max_recipients": (_positive_int, 100),
     },
     "inbound.lmtp": {
         "listen": (_listen, "127.0.0.1:2424"),
         "max_message_mb": (_megabytes, 64),
         "enabled": (_boolean, False),
+        "hostname": (_hostname, None),
+        "max_sessions": (_positive_int, 100),
+        "max_sessions_per_peer": (_positive_int, 20),
+        "idle_timeout_seconds": (_positive_int, 60),
+        "max_recipients": (_positive_int, 100),
     },
     "spool": {"path": (_string, "var/spool")},
     "tickets": {
@@ -382,6 +425,7 @@ _SCHEMA: dict[str, dict[str, tuple[Checker, Any]]] = {
     "security": {
         "trusted_authserv_ids": (_string_list, []),
         "trusted_relays": (_relays, []),
+        "mx_peers": (_networks, []),
     },
     "logging": {"level": (_log_level, "INFO")},
     "notifications": {"team_address": (_email, None)},
@@ -533,11 +577,20 @@ def _resolve_transport(base_dir: Path, transport: str) -> str:
     return transport
 
 
-def _listener(values: dict[str, Any], *, lmtp: bool) -> SmtpInboundConfig | None:
+def _listener(
+    values: dict[str, Any], *, lmtp: bool, default_hostname: str
+) -> SmtpInboundConfig | None:
     if not values["enabled"]:
         return None
     host, port = values["listen"]
-    return SmtpInboundConfig(host, port, lmtp, values["max_message_mb"])
+    return SmtpInboundConfig(
+        host, port, lmtp, values["max_message_mb"],
+        hostname=values["hostname"] or default_hostname,
+        max_sessions=values["max_sessions"],
+        max_sessions_per_peer=values["max_sessions_per_peer"],
+        idle_timeout_seconds=values["idle_timeout_seconds"],
+        max_recipients=values["max_recipients"],
+    )  # fmt: skip
 
 
 def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | None) -> Config:
@@ -546,8 +599,10 @@ def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | Non
     values = {name: _section(tables.get(name, {}), name) for name in _SCHEMA}
     mailbox, outbound, smtp = values["mailbox"], values["outbound"], values["inbound.smtp"]
     from_header = outbound["from"] or f"{mailbox['display_name']} <{mailbox['address']}>"
-    smtp_config = _listener(smtp, lmtp=False)
-    lmtp_config = _listener(values["inbound.lmtp"], lmtp=True)
+    # A listener greets with its own name; without one, the support domain's (never "localhost").
+    mail_domain = mailbox["address"].rpartition("@")[2]
+    smtp_config = _listener(smtp, lmtp=False, default_hostname=mail_domain)
+    lmtp_config = _listener(values["inbound.lmtp"], lmtp=True, default_hostname=mail_domain)
     return Config(
         base_dir=base_dir,
         source_file=source,
@@ -562,6 +617,7 @@ def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | Non
             values["artifacts"]["max_attachment_mb"],
             values["artifacts"]["max_message_mb"],
             values["artifacts"]["retention_days"],
+            values["artifacts"]["max_parts"],
         ),
         outbound=OutboundConfig(
             _resolve_transport(base_dir, outbound["transport"]),
