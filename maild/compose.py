@@ -23,12 +23,14 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from maild.config import Config
+from parsers.message import header_text
 from parsers.types import AttachmentInfo
 
 _WIRE = compat32.clone(linesep="\r\n", max_line_length=78)
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
 NO_SUBJECT = {"ru": "(без темы)", "en": "(no subject)"}
+_BREAK_NOT_FOLDING = re.compile(r"\r(?!\n[ \t])|\n(?![ \t])")
 _CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
 _LATIN = re.compile(r"[a-z]", re.IGNORECASE)
 
@@ -171,6 +173,7 @@ def build_mail(
         mail: Message = _international_message(text, files)
     else:
         mail = _plain_message(text, files)
+    subject = header_text(subject)
     default_name, from_address = parseaddr(config.outbound.from_header)
     mail["From"] = _mailbox(from_name if from_name is not None else default_name, from_address)
     mail["To"] = ", ".join(_mailbox(name, address) for name, address in to)
@@ -191,7 +194,21 @@ def build_mail(
     mail["X-Maild-Loop"] = loop_marker(config)
     # procmail's convention, understood by many list managers and autoresponders.
     mail["X-Loop"] = config.mailbox.address
+    check_header_lines(mail)
     return mail
+
+
+class HeaderInjectionError(ValueError):
+    """A header value we set would have started a header line of its own: a bug, never sent."""
+
+
+def check_header_lines(mail: Message) -> None:
+    """Every line break in a header value must be folding (CRLF + space): the last guard
+    against a value from mail or config adding a header line to what maild sends."""
+    for name, value in mail.items():
+        text = str(value)
+        if ("\r" in text or "\n" in text) and _BREAK_NOT_FOLDING.search(text):
+            raise HeaderInjectionError(f"header {name} carries a line break that is not folding")
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +218,11 @@ class OutgoingFile:
     filename: str
     content_type: str
     data: bytes
+
+
+def _file_name(file: OutgoingFile) -> str:
+    """The filename as a header parameter: one line, whatever was stored."""
+    return header_text(file.filename).strip() or "attachment"
 
 
 def _plain_message(text: str, files: Sequence[OutgoingFile] = ()) -> Message:
@@ -219,13 +241,14 @@ def _plain_message(text: str, files: Sequence[OutgoingFile] = ()) -> Message:
         part = MIMEBase(maintype or "application", subtype or "octet-stream")
         part.set_payload(file.data)
         encoders.encode_base64(part)
-        if file.filename.isascii():
-            part.add_header("Content-Disposition", "attachment", filename=file.filename)
-            part.set_param("name", file.filename)
+        filename = _file_name(file)
+        if filename.isascii():
+            part.add_header("Content-Disposition", "attachment", filename=filename)
+            part.set_param("name", filename)
         else:  # RFC 2231 for the standard, an encoded word for Outlook and older clients
-            rfc2231 = ("utf-8", "", file.filename)
+            rfc2231 = ("utf-8", "", filename)
             part.add_header("Content-Disposition", "attachment", filename=rfc2231)
-            part.set_param("name", Header(file.filename, "utf-8").encode())
+            part.set_param("name", Header(filename, "utf-8").encode())
         mail.attach(part)
     return mail
 
@@ -242,7 +265,7 @@ def _international_message(text: str, files: Sequence[OutgoingFile] = ()) -> Ema
         maintype, _, subtype = file.content_type.partition("/")
         mail.add_attachment(
             file.data, maintype=maintype or "application", subtype=subtype or "octet-stream",
-            filename=file.filename,
+            filename=_file_name(file),
         )  # fmt: skip
     return mail
 
@@ -260,6 +283,7 @@ def _mailbox(name: str, address: str) -> str:
     An internationalised address (RFC 6531, jdöe@mächine.example) stays as UTF-8 and goes
     out with SMTPUTF8 (see maild.outbound).
     """
+    name = header_text(name).strip()
     if not name:
         return address
     if name.isascii():

@@ -12,6 +12,7 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 _IDENTITY_HEADERS = re.compile(rb"^(?:from|date|subject):.*$", re.IGNORECASE | re.MULTILINE)
 _ANGLE_ID = re.compile(rb"<([^<>\s]+)>")
+_NOT_IN_ID = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 _STREAM_HEAD = 1024 * 1024
 _STREAM_CHUNK = 1024 * 1024
 
@@ -32,7 +33,9 @@ def normalize_message_id(value: str | bytes | None) -> str | None:
     data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
     match = _ANGLE_ID.search(data)
     text = (match.group(1) if match else data.strip()).decode("utf-8", "replace")
-    return text.replace("\x00", "")[:900] or None
+    # An id has no spaces or controls (RFC 5322 msg-id); one that had them could carry a line
+    # break into the In-Reply-To and References of our answer.
+    return _NOT_IN_ID.sub("", text)[:900] or None
 
 
 def identify_message(raw: bytes | RawMail) -> MessageIdentity:

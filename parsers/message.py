@@ -76,9 +76,26 @@ def resolve_8bit(value: str) -> str:
     return value
 
 
+# Line breaks, tabs and the other spacing controls become one space; every other C0 and C1
+# control and DEL becomes U+FFFD. A decoded display name, subject or filename is then one line
+# of visible text: an encoded word that decodes to CR LF cannot become a header line of the mail
+# we send back (issue 13), and an escape sequence cannot reach an operator's terminal.
+_HEADER_SPACING = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]+")
+_HEADER_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
+
+
+def header_text(text: str) -> str:
+    """One line of visible, storable text, whatever the decoded header carried."""
+    if _HEADER_SPACING.search(text):
+        text = _HEADER_SPACING.sub(" ", text)
+    if _HEADER_CONTROLS.search(text):
+        text = _HEADER_CONTROLS.sub("\ufffd", text)
+    return clean_text(text)
+
+
 def decode_header_value(value: str) -> str:
     """RFC 2047 words, raw 8-bit bytes and folding, to one line of storable text."""
-    return clean_text(_decode_header_value(resolve_8bit(value)))
+    return header_text(_decode_header_value(resolve_8bit(value)))
 
 
 def _decode_header_value(value: str) -> str:
