@@ -26,6 +26,7 @@ from maild.sources.files import input_size, iter_messages
 from maild.work import Incoming, IngestResult
 from maild.worker import batched, process_batch
 from storage.export import export_artifact, resolve_artifact
+from storage.quarantine import list_quarantined, mark_requeued
 from storage.retention import find_purge_candidates, purge_artifacts
 from storage.spool import new_spool_id
 from storage.views import list_tickets, ticket_attachments, ticket_detail
@@ -96,6 +97,11 @@ def _ingest_batch(app: App, batch: list[Incoming]) -> list[IngestResult] | None:
 
 
 def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
+    if args.requeue:
+        return _requeue(config, args)
+    if not args.paths:
+        print("maild: error: ingest needs PATH... or --requeue ID...", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
     app = open_app(config)
     paths: list[str] = args.paths
     tally: Counter[str] = Counter()
@@ -129,6 +135,58 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
     summary = ", ".join(f"{count} {name}" for name, count in sorted(tally.items()))
     print(f"ingested: {summary or 'nothing'}", file=sys.stderr)  # noqa: T201
     return EXIT_FAILED if tally["failed"] else EXIT_OK
+
+
+def _requeue(config: Config, args: argparse.Namespace) -> int:
+    """Quarantined messages (ids from `maild quarantine list`) through the pipeline again."""
+    ids = [int(item) for item in args.paths if item.isdigit()]
+    if len(ids) != len(args.paths) or not ids:
+        print("maild: error: --requeue takes quarantine ids (numbers)", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+    app = open_app(config)
+    try:
+        with app.sessions() as session:
+            waiting = list_quarantined(session, ids)
+        missing = sorted(set(ids) - {item.id for item in waiting})
+        for ledger_id in missing:
+            log.error("quarantine id %s: no such quarantined message", ledger_id)
+        tally: Counter[str] = Counter(failed=len(missing))
+        for item in waiting:
+            raw = app.artifacts.read(item.raw_sha256)
+            incoming = Incoming.of(f"requeue-{new_spool_id()}", raw, item.source)
+            results = _ingest_batch(app, [incoming])
+            if results is None:
+                tally["failed"] += 1
+                log.error("quarantine id %s: the database stayed unavailable", item.id)
+                continue
+            [result] = results
+            tally[str(result.action)] += 1
+            with app.sessions.begin() as session:
+                mark_requeued(session, item.id, f"{result.action} {result.reason}")
+            if args.json:
+                _print_json({"requeued": item.id, **result.as_json(item.source)})
+        if not args.no_deliver:
+            tally["mail_sent"] = app.deliver_outbox().sent
+    finally:
+        app.close()
+    summary = ", ".join(f"{count} {name}" for name, count in sorted(tally.items()) if count)
+    print(f"requeued: {summary or 'nothing'}", file=sys.stderr)  # noqa: T201
+    return EXIT_FAILED if tally["failed"] else EXIT_OK
+
+
+def cmd_quarantine_list(config: Config, args: argparse.Namespace) -> int:
+    items = _read(config, list_quarantined)
+    if args.json:
+        for item in items:
+            _print_json(item.as_json())
+        return EXIT_OK
+    for item in items:
+        print(  # noqa: T201
+            f"{item.id:>6}  {item.received_at:%Y-%m-%d %H:%M}  {item.reason:<18} "
+            f"{filesize(item.raw_size):>9}  {item.message_id or '-'}\n        {item.explanation}"
+        )
+    print(f"{len(items)} quarantined; `maild ingest --requeue ID` tries one again", file=sys.stderr)  # noqa: T201
+    return EXIT_OK
 
 
 # --- tickets ---
@@ -350,7 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="push .eml files, Maildirs or mbox files (or - for stdin) through the pipeline",
     )
-    ingest.add_argument("paths", nargs="+", metavar="PATH")
+    ingest.add_argument("paths", nargs="*", metavar="PATH")
+    ingest.add_argument(
+        "--requeue", action="store_true",
+        help="the arguments are quarantine ids (`maild quarantine list`): run them again",
+    )  # fmt: skip
     ingest.add_argument("--json", action="store_true", help="one JSON object per message on stdout")
     ingest.add_argument(
         "--no-deliver", action="store_true", help="leave outgoing mail in the outbox for the daemon"
@@ -374,6 +436,17 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_tickets_show)
     _artifact_commands(commands, common)
+    quarantine = commands.add_parser(
+        "quarantine", parents=[common], help="messages the pipeline could not take"
+    )
+    quarantine_actions = quarantine.add_subparsers(
+        dest="quarantine_command", required=True, metavar="ACTION"
+    )
+    waiting = quarantine_actions.add_parser(
+        "list", parents=[common], help="quarantined messages with their reasons"
+    )
+    waiting.add_argument("--json", action="store_true")
+    waiting.set_defaults(handler=cmd_quarantine_list)
     return parser
 
 

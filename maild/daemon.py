@@ -14,17 +14,20 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from maild.app import App
 from maild.sources.imap import ImapSource
 from maild.sources.smtp import LmtpController, SpoolHandler, make_controller
-from maild.worker import drain_spool
+from maild.worker import OUTAGE, describe_db_error, drain_spool
+from storage.db import is_transient_db_error
 
 log = logging.getLogger(__name__)
 IDLE_WAKE_SECONDS = 1.0
 OUTBOX_POLL_SECONDS = 5.0
 ERROR_BACKOFF_SECONDS = 5.0
+STALL_BACKOFF_SECONDS = 0.5
+STALL_BACKOFF_MAX_SECONDS = 30.0
 
 
 class Daemon:
@@ -34,6 +37,7 @@ class Daemon:
         self.spooled = threading.Event()
         self.committed = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.stall_backoff = STALL_BACKOFF_SECONDS
 
     def wake_worker(self) -> None:
         self.spooled.set()
@@ -45,6 +49,13 @@ class Daemon:
         while not self.stopping.is_set():
             try:
                 busy = step()
+            except DBAPIError as error:
+                if not is_transient_db_error(error):
+                    log.exception("%s: failed, retrying in %ss", name, ERROR_BACKOFF_SECONDS)
+                else:  # one line per outage, not a traceback per attempt
+                    OUTAGE.failed(0, f"{name}: {describe_db_error(error)}")
+                self.stopping.wait(ERROR_BACKOFF_SECONDS)
+                continue
             except (SQLAlchemyError, OSError):
                 log.exception("%s: failed, retrying in %ss", name, ERROR_BACKOFF_SECONDS)
                 self.stopping.wait(ERROR_BACKOFF_SECONDS)
@@ -60,9 +71,16 @@ class Daemon:
                 wake.clear()
 
     def _work_spool(self) -> bool:
-        settled = drain_spool(self.app.spool, self.app.pipeline, should_stop=self.stopping.is_set)
-        if settled:
+        outcome = drain_spool(self.app.spool, self.app.pipeline, should_stop=self.stopping.is_set)
+        if outcome.settled:
             self.committed.set()
+        if outcome.stalled:
+            # The database refused (a lock held, a server away): the mail waits in the spool;
+            # back off so that each arrival does not start another doomed attempt.
+            self.stopping.wait(self.stall_backoff)
+            self.stall_backoff = min(self.stall_backoff * 2, STALL_BACKOFF_MAX_SECONDS)
+        else:
+            self.stall_backoff = STALL_BACKOFF_SECONDS
         return False
 
     def _work_outbox(self) -> bool:

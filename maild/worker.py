@@ -10,8 +10,10 @@ catch-all (Mailman's `_one_iteration`).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import islice
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session
 from maild.errors import PermanentError, TransientError
 from maild.pipeline import Pipeline
 from maild.work import Incoming, IngestResult
+from storage.db import is_transient_db_error
 from storage.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -29,7 +32,54 @@ BATCH_SECONDS = 0.25
 
 
 class BatchAborted(Exception):
-    """The whole transaction is lost (connection gone, concurrent writer): retry the batch."""
+    """The whole transaction is lost (connection gone, lock held, concurrent writer): retry
+    the batch later; every message in it stays in the spool."""
+
+
+class OutageLog:
+    """One WARNING when the database goes away and one INFO when it is back, whatever the
+    number of messages and retries in between (a traceback per message would bury the log)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.since: float | None = None
+        self.retries = 0
+
+    def failed(self, waiting: int, reason: str) -> None:
+        with self.lock:
+            if self.since is None:
+                self.since, self.retries = time.monotonic(), 0
+                log.warning(
+                    "database unavailable (%s): %s messages stay in the spool and are retried",
+                    reason, waiting,
+                )  # fmt: skip
+            else:
+                self.retries += 1
+                log.debug("database still unavailable (%s), retry %s", reason, self.retries)
+
+    def succeeded(self) -> None:
+        with self.lock:
+            if self.since is None:
+                return
+            log.info(
+                "database available again after %.0f s and %s retries",
+                time.monotonic() - self.since, self.retries,
+            )  # fmt: skip
+            self.since = None
+
+    @property
+    def is_down(self) -> bool:
+        return self.since is not None
+
+
+OUTAGE = OutageLog()
+
+
+def describe_db_error(error: BaseException) -> str:
+    """The driver's own words, first line only: never the SQL or its parameters (mail text)."""
+    original = error.orig if isinstance(error, DBAPIError) else error
+    first_line = (str(original).strip().splitlines() or [""])[0][:200]
+    return f"{type(original).__name__}: {first_line}" if first_line else type(original).__name__
 
 
 def _run_isolated(pipeline: Pipeline, session: Session, incoming: Incoming) -> IngestResult:
@@ -38,12 +88,13 @@ def _run_isolated(pipeline: Pipeline, session: Session, incoming: Incoming) -> I
             return pipeline.run_stages(session, incoming)
     except (TransientError, IntegrityError) as error:
         # A peer is briefly away, or a concurrent writer took the same row first.
-        raise BatchAborted(str(error)) from error
+        raise BatchAborted(describe_db_error(error)) from error
     except DBAPIError as error:
-        if error.connection_invalidated:
-            raise BatchAborted("database connection lost") from error
+        if is_transient_db_error(error):
+            # A lock, deadlock, full disk or lost link: the message is fine, the moment is not.
+            raise BatchAborted(describe_db_error(error)) from error
         log.exception("spool=%s database refused the message", incoming.spool_id)
-        reason, detail = "database_error", type(error.orig).__name__
+        reason, detail = "database_error", describe_db_error(error)
     except PermanentError as error:
         reason, detail = "permanent_error", str(error)
     except Exception as error:
@@ -70,11 +121,13 @@ def process_batch(pipeline: Pipeline, batch: Sequence[Incoming]) -> list[IngestR
                     break
             pipeline.artifacts.sync()
     except (BatchAborted, TransientError) as error:
-        log.warning("batch of %s rolled back, will retry: %s", len(batch), error)
+        OUTAGE.failed(len(batch), str(error))
         return None
     except DBAPIError as error:
-        log.warning("batch of %s not committed, will retry: %s", len(batch), error)
+        # Raised outside a message's savepoint (BEGIN, COMMIT, connecting): the batch waits.
+        OUTAGE.failed(len(batch), describe_db_error(error))
         return None
+    OUTAGE.succeeded()
     return results
 
 
@@ -100,10 +153,17 @@ def batched(
         yield batch
 
 
+@dataclass(frozen=True, slots=True)
+class DrainOutcome:
+    settled: int
+    stalled: bool
+    """The database refused a batch: the caller backs off before trying again."""
+
+
 def drain_spool(
     spool: Spool, pipeline: Pipeline, *, should_stop: Callable[[], bool] | None = None
-) -> int:
-    """Process everything waiting in the spool; returns how many messages were settled."""
+) -> DrainOutcome:
+    """Process everything waiting in the spool; says how many messages were settled."""
     settled = 0
     pending = iter(spool.pending())
     while chunk := list(islice(pending, BATCH_MESSAGES)):
@@ -114,12 +174,12 @@ def drain_spool(
             while group:
                 results = process_batch(pipeline, group)
                 if results is None:
-                    return settled
+                    return DrainOutcome(settled, stalled=True)
                 for incoming in group[: len(results)]:
                     spool.remove(incoming.spool_id)
                 settled += len(results)
                 group = group[len(results) :]
-    return settled
+    return DrainOutcome(settled, stalled=False)
 
 
 def _from_spool(spool: Spool, spool_id: str) -> Incoming:

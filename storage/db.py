@@ -7,9 +7,23 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# SQLite result codes that pass: BUSY, LOCKED (another writer), IOERR, FULL (a disk that
+# fills up and empties), CANTOPEN (out of descriptors), PROTOCOL (a WAL lock race).
+_SQLITE_TRANSIENT_CODES = frozenset({5, 6, 10, 13, 14, 15})
+_SQLITE_TRANSIENT_TEXT = (
+    "database is locked", "database table is locked", "database is busy", "disk i/o error",
+    "database or disk is full", "unable to open",
+)  # fmt: skip
+# PostgreSQL SQLSTATE classes and codes that pass: connection exceptions (08), transaction
+# rollback (40: serialization failure, deadlock), insufficient resources (53), operator
+# intervention (57: shutdown, statement or lock timeout), lock not available (55P03).
+_PG_TRANSIENT_CLASSES = ("08", "40", "53", "57")
+_PG_TRANSIENT_CODES = frozenset({"55P03", "55006"})
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -26,6 +40,22 @@ def _sqlite_begin(connection: Any) -> None:
     # pysqlite's own transaction handling defers BEGIN; take the write lock up front instead,
     # so two writers wait on busy_timeout rather than fail on a lock upgrade.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_transient_db_error(error: DBAPIError) -> bool:
+    """A lock, a deadlock, a full disk or a lost link passes; retrying the same work later
+    succeeds. Such an error must leave the message in the spool, never quarantine it."""
+    if error.connection_invalidated:
+        return True
+    original = error.orig
+    code = getattr(original, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in _SQLITE_TRANSIENT_CODES
+    sqlstate = getattr(original, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        return sqlstate.startswith(_PG_TRANSIENT_CLASSES) or sqlstate in _PG_TRANSIENT_CODES
+    text = str(original).lower()
+    return any(marker in text for marker in _SQLITE_TRANSIENT_TEXT)
 
 
 def make_engine(url: str) -> Engine:

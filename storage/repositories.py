@@ -114,8 +114,15 @@ def ledger_matches(
         select(InboundMessage).where(or_(*wanted)).order_by(InboundMessage.id)
     ).all()
     replayed = next((row for row in rows if row.spool_id == spool_id), None)
+    # A quarantined copy is no original: after a fix the same message must be able to go
+    # through again (`maild ingest --requeue`, or the file ingested anew).
     original = next(
-        (row for row in rows if row.dedup_key == dedup_key and row.state != "duplicate"), None
+        (
+            row
+            for row in rows
+            if row.dedup_key == dedup_key and row.state not in ("duplicate", "quarantined")
+        ),
+        None,
     )
     seen = any(row.message_id == message_id and row.spool_id != spool_id for row in rows)
     return LedgerMatch(replayed, original, bool(message_id) and seen)
