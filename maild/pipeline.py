@@ -52,6 +52,7 @@ from threading_rules.authenticity import (
     AuthorKind,
     identify_author,
     parse_networks,
+    results_are_ours,
 )
 from threading_rules.decide import (
     ThreadAction,
@@ -94,6 +95,7 @@ class Pipeline:
         # We are nobody's colleague: our own domains never make an organisation.
         self.not_organizations = config.tickets.public_domains | frozenset(self.own_domains)
         self.trusted_networks = parse_networks(config.security.trusted_relays)
+        self.mx_networks = parse_networks(config.security.mx_peers)
 
     def run_stages(self, session: Session, incoming: Incoming) -> IngestResult:
         """Every stage, in order, inside the caller's transaction (see maild.worker)."""
@@ -240,6 +242,9 @@ def stage_thread(pipeline: Pipeline, work: Work) -> IngestResult | None:
         sender, parsed.headers, peer=work.incoming.peer, engineers=pipeline.engineer_addresses,
         trusted_authserv_ids=security.trusted_authserv_ids,
         trusted_networks=pipeline.trusted_networks,
+        results_trusted=results_are_ours(
+            work.incoming.source, work.incoming.peer, pipeline.mx_networks
+        ),
     )  # fmt: skip
     machine = guard.action is GuardAction.IGNORE
     facts = ThreadFacts(

@@ -36,7 +36,8 @@ ENGINEER_FROM = "Иван Иванов <ivanov@sis.ru>"
 COLLEAGUE_ENGINEER = "petrova@sis.ru"
 SUPPORT = "info@sis.ru"
 MX_PASS = {"Authentication-Results": "mx.sis.ru; dkim=pass header.d=sis.ru header.s=mail"}
-SECURITY = '[security]\ntrusted_authserv_ids = ["mx.sis.ru"]\n'
+# The tests play our MX: it hands mail to the listener from 127.0.0.1, so that peer is an MX.
+SECURITY = '[security]\ntrusted_authserv_ids = ["mx.sis.ru"]\nmx_peers = ["127.0.0.1"]\n'
 QUIET_SECONDS = 3.0
 """How long to keep watching the relay after maild logged a message as processed, to be sure
 that nothing else is on its way."""

@@ -2,9 +2,18 @@
 
 A From header is free text anyone can write. An engineer is believed only when
 - our own MX (a configured trusted `authserv-id`) says in `Authentication-Results` (RFC 8601)
-  that a DKIM signature of the sender's domain verified, or
+  that a DKIM signature of the sender's organisational domain verified, and no DKIM result
+  of that domain in the same block failed, or
 - the message came to maild's SMTP/LMTP listener straight from a configured trusted relay
   (a host that only carries the company's own outgoing mail).
+
+`Authentication-Results` are read at all only where our MX wrote them: on mail that the
+listener took from one of `[security] mx_peers`, or that maild fetched from the IMAP mailbox
+the MX fills, or that an admin fed in as files. Any local process can talk to the listener;
+what it writes in its headers proves nothing (issue 13).
+
+Alignment stops at the organisational domain (the public suffix list): `header.d=ru` or
+`header.d=co.uk` is a public suffix and aligns with nobody.
 
 Only the topmost block of trusted `Authentication-Results` counts: once our MX's header is
 read, a trusted-looking header below the next `Received` line was written before our MX saw
@@ -21,8 +30,10 @@ import enum
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import authres
+from publicsuffixlist import PublicSuffixList
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -100,11 +111,31 @@ def _signing_domain(result: authres.AuthenticationResult) -> str:
     return identity
 
 
+@lru_cache(maxsize=1)
+def _suffixes() -> PublicSuffixList:
+    return PublicSuffixList()
+
+
+def organizational_domain(domain: str) -> str | None:
+    """`mail.sis.ru` -> `sis.ru`; None for a public suffix (`ru`, `co.uk`, `msk.ru`)."""
+    name = domain.strip().rstrip(".").lower()
+    if not name:
+        return None
+    found: str | None = _suffixes().privatesuffix(name)
+    return found
+
+
 def is_aligned(signing_domain: str, sender_domain: str) -> bool:
-    """DMARC's relaxed alignment: the signer is the sender's domain or a parent of it."""
-    if not signing_domain:
+    """Relaxed alignment, as the house has it: the signer is the sender's domain or a parent
+    of it, down to the organisational domain and never a public suffix (`ru`, `co.uk`)."""
+    signer = signing_domain.strip().rstrip(".").lower()
+    sender = sender_domain.strip().rstrip(".").lower()
+    if not signer or not (sender == signer or sender.endswith("." + signer)):
         return False
-    return sender_domain == signing_domain or sender_domain.endswith("." + signing_domain)
+    organization = organizational_domain(sender)
+    return organization is not None and (
+        signer == organization or signer.endswith("." + organization)
+    )
 
 
 def parse_networks(relays: Iterable[str]) -> tuple[Network, ...]:
@@ -126,6 +157,18 @@ def is_trusted_peer(peer: str, networks: Sequence[Network]) -> bool:
     return any(address in network for network in networks)
 
 
+LISTENER_SOURCES = ("smtp", "lmtp")
+_FAILED = ("fail", "permerror")
+
+
+def results_are_ours(source: str, peer: str, mx_networks: Sequence[Network]) -> bool:
+    """Were the Authentication-Results of this message written by our MX? Only the
+    listener can be reached by anyone; IMAP and an admin's files come from the MX's side."""
+    if source not in LISTENER_SOURCES:
+        return True
+    return bool(peer) and is_trusted_peer(peer, mx_networks)
+
+
 def identify_author(
     sender: str,
     headers: Sequence[tuple[str, str]],
@@ -134,6 +177,7 @@ def identify_author(
     engineers: frozenset[str],
     trusted_authserv_ids: Sequence[str],
     trusted_networks: Sequence[Network],
+    results_trusted: bool = True,
 ) -> AuthorIdentity:
     """Client, proven engineer, or someone using an engineer's address without proof."""
     if sender not in engineers:
@@ -142,14 +186,32 @@ def identify_author(
         return AuthorIdentity(
             AuthorKind.ENGINEER, "trusted_relay", f"{sender} sent through trusted relay {peer}"
         )
+    if not results_trusted:
+        return AuthorIdentity(
+            AuthorKind.UNVERIFIED_ENGINEER, "authentication_results_not_from_mx",
+            f"{sender} is an engineer's address but the message reached the listener from "
+            f"{peer or 'an unknown peer'}, which is neither a trusted relay nor one of "
+            f"[security] mx_peers, so its Authentication-Results prove nothing",
+        )  # fmt: skip
     domain = sender.rpartition("@")[2]
     results, ignored = parse_trusted_dkim(headers, trusted_authserv_ids)
-    for result in results:
-        if result.result == "pass" and is_aligned(result.domain, domain):
-            return AuthorIdentity(
-                AuthorKind.ENGINEER, "dkim_pass",
-                f"{sender}: DKIM pass for {result.domain} according to {result.authserv_id}",
-            )  # fmt: skip
+    passed = [r for r in results if r.result == "pass" and is_aligned(r.domain, domain)]
+    failed = [
+        r for r in results if r.result in _FAILED and (not r.domain or is_aligned(r.domain, domain))
+    ]
+    if passed and failed:
+        # Two verdicts in the block our MX is trusted for: one of them is a forgery, and a
+        # forger can only add a pass.
+        return AuthorIdentity(
+            AuthorKind.UNVERIFIED_ENGINEER, "dkim_fail_veto",
+            f"{sender} is an engineer's address but {failed[0].authserv_id} reports DKIM "
+            f"{failed[0].result} for {failed[0].domain or 'the sender'}; a failure vetoes a pass",
+        )  # fmt: skip
+    if passed:
+        return AuthorIdentity(
+            AuthorKind.ENGINEER, "dkim_pass",
+            f"{sender}: DKIM pass for {passed[0].domain} according to {passed[0].authserv_id}",
+        )  # fmt: skip
     return AuthorIdentity(
         AuthorKind.UNVERIFIED_ENGINEER,
         _failure_reason(results, ignored),
