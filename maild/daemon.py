@@ -88,6 +88,13 @@ class Daemon:
         return counts.sent + counts.retrying + counts.failed > 0
 
     def start(self) -> None:
+        temporary, orphans = self.app.spool.sweep_leftovers()
+        if temporary or orphans:
+            log.info(
+                "spool: removed %s half-written files and %s sidecars without a message "
+                "(left by a crash or a full disk; none of them had been acknowledged)",
+                temporary, orphans,
+            )  # fmt: skip
         self.threads = [
             threading.Thread(
                 target=self._loop, name="spool-worker", daemon=True,

@@ -72,6 +72,12 @@ def _empty_return_path(facts: MessageFacts, _: frozenset[str]) -> str | None:
     return "Return-Path: <> (RFC 5321: sent by a machine)" if facts.has_empty_return_path else None
 
 
+def _null_reverse_path(facts: MessageFacts, _: frozenset[str]) -> str | None:
+    if not facts.null_reverse_path:
+        return None
+    return "MAIL FROM:<> (RFC 5321 4.5.5: a notification, which must never be answered)"
+
+
 def _bounce_subject(facts: MessageFacts, _: frozenset[str]) -> str | None:
     found = facts.bounce_subject
     return f"subject {found!r} is a bounce's" if found else None
@@ -98,6 +104,7 @@ _RULES: tuple[tuple[str, GuardRule], ...] = (
     ("empty_return_path", _empty_return_path),
     ("bounce_subject", _bounce_subject),
     ("autoreply_subject", _autoreply_subject),
+    ("null_reverse_path", _null_reverse_path),
 )
 
 

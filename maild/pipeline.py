@@ -8,6 +8,7 @@ commits together or not at all.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -206,6 +207,8 @@ def _store_raw(artifacts: ArtifactStore, raw: RawMail) -> StoredBlob:
 def stage_guard(pipeline: Pipeline, work: Work) -> IngestResult | None:
     parsed = known(work.parsed)
     work.facts = message_facts(parsed)
+    if work.incoming.envelope_from == "":
+        work.facts = dataclasses.replace(work.facts, null_reverse_path=True)
     work.guard = decide_guard(work.facts, pipeline.own_markers)
     if work.facts.sender_email in pipeline.own_addresses:
         work.guard = GuardDecision(

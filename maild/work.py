@@ -60,10 +60,15 @@ class Incoming:
     source: str
     peer: str = ""
     """The IP address that handed the message to maild's own SMTP/LMTP listener, else ""."""
+    envelope_from: str | None = None
+    """The listener's MAIL FROM ("" for the null reverse-path `<>`); None where unknown."""
 
     @classmethod
-    def of(cls, spool_id: str, raw: bytes, source: str, peer: str = "") -> Incoming:
-        return cls(spool_id, RawMail.of(raw), source, peer)
+    def of(
+        cls, spool_id: str, raw: bytes, source: str, peer: str = "",
+        envelope_from: str | None = None,
+    ) -> Incoming:  # fmt: skip
+        return cls(spool_id, RawMail.of(raw), source, peer, envelope_from)
 
 
 @dataclass(slots=True)

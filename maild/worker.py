@@ -185,5 +185,9 @@ def drain_spool(
 def _from_spool(spool: Spool, spool_id: str) -> Incoming:
     entry = spool.read(spool_id)
     # Only maild's own listener saw the peer itself; an IMAP source's "peer" is the IMAP server.
-    peer = entry.meta.peer if entry.meta.source in ("smtp", "lmtp") else ""
-    return Incoming(spool_id, entry.raw, entry.meta.source, peer=peer)
+    if entry.meta.source not in ("smtp", "lmtp"):
+        return Incoming(spool_id, entry.raw, entry.meta.source)
+    return Incoming(
+        spool_id, entry.raw, entry.meta.source, peer=entry.meta.peer,
+        envelope_from=entry.meta.envelope_from,
+    )  # fmt: skip

@@ -61,6 +61,8 @@ class MessageFacts:
     bounce_subject: str | None
     loop_markers: tuple[str, ...] = ()
     """X-Maild-Loop and X-Loop values: an address of ours there means our mail came back."""
+    null_reverse_path: bool = False
+    """The SMTP envelope said `MAIL FROM:<>` (known only for mail our listener took)."""
 
 
 def _auto_submitted(message: ParsedMessage) -> str | None:

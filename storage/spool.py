@@ -25,7 +25,8 @@ class SpoolMeta:
 
     source: str
     received_at: str
-    envelope_from: str = ""
+    envelope_from: str | None = None
+    """MAIL FROM as the listener saw it: "" is the null reverse-path `<>`; None, unknown."""
     recipients: tuple[str, ...] = field(default_factory=tuple)
     peer: str = ""
 
@@ -58,6 +59,22 @@ class Spool:
         write_durably(self.new / f"{spool_id}.json", sidecar, self.tmp)
         write_durably(self.new / f"{spool_id}.eml", raw, self.tmp)
         return spool_id
+
+    def sweep_leftovers(self) -> tuple[int, int]:
+        """Remove what a crash or a full disk left behind: half-written `tmp/` files, and
+        sidecars whose message was never written (`put` writes the sidecar first). Only
+        safe while no one else writes this spool: `maild run` calls it before it listens."""
+        temporary = 0
+        for entry in os.scandir(self.tmp):
+            if entry.is_file():
+                Path(entry.path).unlink(missing_ok=True)
+                temporary += 1
+        orphans = 0
+        for entry in os.scandir(self.new):
+            if entry.name.endswith(".json") and not (self.new / f"{entry.name[:-5]}.eml").exists():
+                Path(entry.path).unlink(missing_ok=True)
+                orphans += 1
+        return temporary, orphans
 
     def pending(self) -> list[str]:
         return sorted(
