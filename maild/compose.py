@@ -157,7 +157,7 @@ def build_mail(
     in_reply_to: str | None,
     references: Sequence[str],
     now: datetime,
-    auto_submitted: str,
+    auto_submitted: str | None,
     from_name: str | None = None,
     cc: Sequence[tuple[str, str]] = (),
     files: Sequence[OutgoingFile] = (),
@@ -188,7 +188,8 @@ def build_mail(
         mail["In-Reply-To"] = f"<{in_reply_to}>"
     if references:
         mail["References"] = " ".join(f"<{ref}>" for ref in references[-20:])
-    mail["Auto-Submitted"] = auto_submitted
+    if auto_submitted is not None:  # a person's answer carries none (SPEC)
+        mail["Auto-Submitted"] = auto_submitted
     # Exchange and Outlook: do not answer this message with out-of-office notices.
     mail["X-Auto-Response-Suppress"] = "All"
     mail["X-Maild-Loop"] = loop_marker(config)
@@ -446,7 +447,7 @@ def client_mail(
         config, to=[reply.client], cc=cc, subject=full_subject, text=text,
         message_id=message_id, in_reply_to=answering,
         references=[*reply.references, answering] if answering else reply.references,
-        now=now, auto_submitted="auto-generated", from_name=from_name, files=files,
+        now=now, auto_submitted=None, from_name=from_name, files=files,
     )  # fmt: skip
     recipients = (reply.client[1], *(address for _, address in cc))
     return OutgoingMail(

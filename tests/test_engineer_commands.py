@@ -168,6 +168,9 @@ def test_engineer_answer_is_relayed_to_the_client_without_quotes(app):
     assert decoded(mail["Subject"]) == "[SIS #1] Не открывается отчёт"
     assert mail["In-Reply-To"] == "<req-1@stroymontazh.ru>"
     assert mail["Reply-To"] == "info@sis.ru"
+    # A person's answer (SPEC): no Auto-Submitted, so the client's filters treat it as one.
+    assert mail["Auto-Submitted"] is None
+    assert mail["X-Loop"] == "info@sis.ru"
     body = body_of(answer)
     assert body.startswith("Пётр, добрый день!\n\nОбновите, пожалуйста, Cubisio до 3.2.2")
     assert "пишет:" not in body
