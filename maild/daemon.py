@@ -17,6 +17,7 @@ from types import FrameType
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from maild.app import App
+from maild.limits import raise_open_file_limit
 from maild.sources.imap import ImapSource
 from maild.sources.smtp import LmtpController, SpoolHandler, make_controller
 from maild.worker import OUTAGE, describe_db_error, drain_spool
@@ -119,12 +120,15 @@ class Daemon:
 def run_daemon(app: App) -> int:
     config = app.config
     daemon = Daemon(app)
+    raise_open_file_limit()
     served = frozenset(a for a in (config.mailbox.address, config.mailbox.comment_address) if a)
-    handler = SpoolHandler(app.spool, served, daemon.wake_worker)
     controllers = [
         make_controller(
-            handler, listener.host, listener.port,
-            lmtp=listener.lmtp, max_message_bytes=listener.max_message_bytes,
+            listener,
+            SpoolHandler(
+                app.spool, served, daemon.wake_worker, app.clock,
+                max_recipients=listener.max_recipients,
+            ),
         )
         for listener in (config.smtp, config.lmtp)
         if listener is not None
