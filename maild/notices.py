@@ -6,10 +6,10 @@ Message-ID of its own, so the engineer's reply finds its ticket and reaches the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -22,9 +22,17 @@ from storage import repositories as repo
 from storage.models import Message, Ticket
 from threading_rules.token import format_token
 
+T = TypeVar("T")
+
 ENGINEER_NOTICES = frozenset({"bounce_notice", "ticket_notice", "comment_notice", "command_result"})
 """Kinds of message maild sends to engineers, not to clients: a bounce of one never
 starts another notice, and the ticket view leaves them out."""
+
+NOTICE_FILES = 50
+"""Files a notice lists by name (this message's first); the rest are a count, so a notice
+stays small whatever arrives (40,000 parts once made a 4.5 MB notice to every engineer)."""
+NOTICE_TEXT_CHARS = 64 * 1024
+"""What a notice quotes of the text; the ticket keeps all of it (`maild tickets show`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +84,9 @@ def notify_ticket(
         if f.refused_reason is None
     ]  # fmt: skip
     refused = [f for f in files if f.refused_reason is not None and f.message_id == message.id]
+    artifacts, more_artifacts = _listed(artifacts, new=lambda item: bool(item["new"]))
+    refused, more_refused = _listed(refused, new=lambda _: True)
+    text, text_cut = _quoted(message.text)
     due = due_times(
         config.sla, criticality=ticket.criticality, created_at=ticket.created_at,
         first_response_at=ticket.first_response_at, status=ticket.status, now=context.now,
@@ -94,7 +105,8 @@ def notify_ticket(
         channel=ticket.channel, registered_by=registered_by, criticality=ticket.criticality,
         status=ticket.status, assignee=ticket.assignee.name or ticket.assignee.email
         if ticket.assignee else None,
-        due=due, text=message.text, artifacts=artifacts, refused=refused,
+        due=due, text=text, text_cut=text_cut, artifacts=artifacts,
+        more_artifacts=more_artifacts, refused=refused, more_refused=more_refused,
         missing=[str(item) for item in missing_from(ticket.checklist)],
     )  # fmt: skip
     _queue(context, ticket, mail, "ticket_notice", to, event=event)
@@ -112,14 +124,34 @@ def notify_comment(
         return
     config = context.config
     author = comment.sender_name or comment.sender_email
+    listed, more_attachments = _listed(list(attachments), new=lambda _: True)
+    text, text_cut = _quoted(comment.text)
     mail = compose.engineer_notice(
         config, "comment_notice", ticket_id=ticket.id,
         token=format_token(config.token_prefix, ticket.id), subject=ticket.subject, to=to,
         answering=comment.message_id, now=context.now,
-        from_name=compose.sender_name(author, config), author=author, text=comment.text,
-        attachments=list(attachments),
+        from_name=compose.sender_name(author, config), author=author, text=text,
+        text_cut=text_cut, attachments=listed, more_attachments=more_attachments,
     )  # fmt: skip
     _queue(context, ticket, mail, "comment_notice", to, event="comment")
+
+
+def _listed(items: list[T], *, new: Callable[[T], bool]) -> tuple[list[T], int]:
+    """At most NOTICE_FILES items, in their order; when there are more, the new ones are
+    kept first. Returns the items to list and how many are left out."""
+    if len(items) <= NOTICE_FILES:
+        return items, 0
+    chosen = sorted(items, key=lambda item: not new(item))[:NOTICE_FILES]
+    kept = {id(item) for item in chosen}
+    return [item for item in items if id(item) in kept], len(items) - NOTICE_FILES
+
+
+def _quoted(text: str | None) -> tuple[str, int]:
+    """The text a notice shows, and how many characters of it were left out."""
+    text = text or ""
+    if len(text) <= NOTICE_TEXT_CHARS:
+        return text, 0
+    return text[:NOTICE_TEXT_CHARS], len(text) - NOTICE_TEXT_CHARS
 
 
 def _queue(

@@ -190,6 +190,7 @@ def stage_parse(pipeline: Pipeline, work: Work) -> IngestResult | None:
         pipeline.artifacts,
         max_attachment_bytes=limits.max_attachment_bytes,
         max_message_bytes=limits.max_message_bytes,
+        max_parts=limits.max_parts,
     )
     return None
 

@@ -23,6 +23,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.errors import HeaderParseError
 from email.message import Message
+from email.parser import BytesParser
+from email.policy import Policy, compat32
+from typing import Any
 
 from tnefparse import TNEF  # type: ignore[import-untyped]
 
@@ -33,9 +36,20 @@ from parsers.html_text import html_to_text
 from parsers.identity import normalize_message_id
 from parsers.quotes import split_reply
 from parsers.rawmail import RawMail
-from parsers.streaming import SNIFF_BYTES, ExtractedPart, SizeBudget, SlimMessage, slim_message
+from parsers.streaming import (
+    DEFAULT_MAX_PARTS,
+    MAX_DEPTH,
+    MAX_FIELD_BYTES,
+    SNIFF_BYTES,
+    ExtractedPart,
+    PartCount,
+    SizeBudget,
+    SlimMessage,
+    slim_message,
+)
 from parsers.types import (
     Address,
+    ArtifactKind,
     ArtifactSink,
     AttachmentInfo,
     DeliveryReport,
@@ -53,7 +67,9 @@ KEPT_HEADERS = frozenset({
     "x-maild-loop", "authentication-results", "content-type", "x-mailer", "user-agent",
     "x-failed-recipients", "delivered-to", "received", "resent-from", "resent-message-id",
 })  # fmt: skip
-MAX_MIME_DEPTH = 30
+MAX_MIME_DEPTH = MAX_DEPTH  # one bound for both paths: see parsers.streaming.MAX_DEPTH
+_MAX_KEPT_HEADERS = 1000
+"""Kept header fields per message (Received lines too); real mail has a few dozen."""
 
 
 _ADDRESS_FALLBACK = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
@@ -178,6 +194,8 @@ class _BodyCollector:
 
     sink: ArtifactSink
     budget: SizeBudget
+    parts: PartCount
+    """Shared by a forwarded message's collector: the part cap holds for the whole message."""
     slim: SlimMessage | None = None
     cid_references: frozenset[str] = frozenset()
     texts: list[str] = field(default_factory=list)
@@ -247,7 +265,9 @@ def _filename(part: Message) -> str | None:
     if name is None:
         param = carrier.get_param("name")
         name = param if isinstance(param, str) else None
-    return decode_header_value(name) if name else None
+    # Not `decode_header_value`: its U+FFFD for a control would stay in the name, while
+    # `sanitize_filename` (which every filename passes) drops controls and spaces breaks.
+    return clean_text(_decode_header_value(resolve_8bit(name))) if name else None
 
 
 def _with_8bit_params_decoded(part: Message) -> Message:
@@ -297,7 +317,9 @@ def _is_inline(part: Message, collector: _BodyCollector) -> bool:
     return content_id is not None and content_id.lower() in collector.cid_references
 
 
-def _store_attachment(part: Message, filename: str | None, collector: _BodyCollector) -> None:
+def _store_attachment(
+    part: Message, filename: str | None, collector: _BodyCollector, *, depth: int
+) -> None:
     content_type = part.get_content_type()
     extracted = collector.slim.extracted(part) if collector.slim else None
     if extracted is not None:
@@ -309,7 +331,7 @@ def _store_attachment(part: Message, filename: str | None, collector: _BodyColle
         _record(collector, part, name, extracted)
         return
     if content_type == "message/rfc822":
-        _store_forwarded(part, filename, collector)
+        _store_forwarded(part, filename, collector, depth=depth)
         return
     decoded = part.get_payload(decode=True)
     if not isinstance(decoded, bytes):
@@ -399,8 +421,12 @@ def _append(collector: _BodyCollector, found: _Found) -> None:
     )
 
 
-def _store_forwarded(part: Message, filename: str | None, collector: _BodyCollector) -> None:
-    """A message sent as an attachment: kept whole as .eml, and its text and files shown too."""
+def _store_forwarded(
+    part: Message, filename: str | None, collector: _BodyCollector, *, depth: int
+) -> None:
+    """A message sent as an attachment: kept whole as .eml, and its text and files shown too.
+    The message inside lies one level deeper than the part (`MAX_MIME_DEPTH` bounds the
+    chain of forwards as it bounds multiparts)."""
     inner = part.get_payload(0) if part.is_multipart() else None
     if not isinstance(inner, Message):
         collector.defects.append("forwarded_message_undecodable")
@@ -411,10 +437,11 @@ def _store_forwarded(part: Message, filename: str | None, collector: _BodyCollec
     inner_collector = _BodyCollector(
         sink=collector.sink,
         budget=collector.budget,
+        parts=collector.parts,
         slim=collector.slim,
         cid_references=collector.cid_references | _cid_references(inner),
     )
-    _walk(inner, inner_collector, want_text=True, depth=1)
+    _walk(inner, inner_collector, want_text=True, depth=depth + 1)
     text = "\n\n".join(t.strip("\n") for t in inner_collector.texts if t.strip())
     if text:
         collector.texts.append(_forward_block(inner, text))
@@ -451,6 +478,9 @@ def _unpack_tnef(data: bytes, collector: _BodyCollector) -> bool:
         return False
     for item in tnef.attachments:
         payload = item.data if isinstance(item.data, bytes) else b""
+        if not collector.parts.admit():
+            collector.parts.skip(len(payload))
+            continue
         try:
             name = item.long_filename() or item.name
         except (UnicodeDecodeError, ValueError):
@@ -512,7 +542,7 @@ def _walk(part: Message, collector: _BodyCollector, *, want_text: bool, depth: i
     filename = _filename(part)
     if part.get_content_maintype() == "multipart":
         # A multipart without a usable boundary: the parser leaves its body as one string.
-        recovered = _recover_multipart(part)
+        recovered = _recover_multipart(part, depth=depth + 1)
         if recovered is not None:
             collector.defects.append("multipart_boundary_recovered")
             _walk(recovered, collector, want_text=want_text, depth=depth + 1)
@@ -525,13 +555,13 @@ def _walk(part: Message, collector: _BodyCollector, *, want_text: bool, depth: i
         if want_text:
             collector.texts.append(_part_text(part, collector))
         return
-    _store_attachment(part, filename, collector)
+    _store_attachment(part, filename, collector, depth=depth)
 
 
 _BOUNDARY_LINE = re.compile(rb"^--([^\s\"][^\r\n\"]{0,69}?)(--)?[ \t]*\r?$", re.MULTILINE)
 
 
-def _recover_multipart(part: Message) -> Message | None:
+def _recover_multipart(part: Message, *, depth: int) -> Message | None:
     """A multipart whose boundary parameter is missing or wrong: find the delimiter it uses.
 
     The delimiter is the "--token" line that repeats and is closed by "--token--"; a quoted
@@ -552,8 +582,70 @@ def _recover_multipart(part: Message) -> Message | None:
     if not ranked or (ranked[0] not in closed and openers[ranked[0]] < 2):
         return None
     header = b"Content-Type: " + part.get_content_type().encode("ascii", "replace")
-    recovered = email.message_from_bytes(header + b'; boundary="' + ranked[0] + b'"\r\n\r\n' + body)
+    recovered = _parse_bytes(
+        header + b'; boundary="' + ranked[0] + b'"\r\n\r\n' + body, depth=depth
+    )
     return recovered if recovered.is_multipart() else None
+
+
+class _Part(Message):
+    """A MIME part that knows how deep it lies; past `MAX_MIME_DEPTH` it reads as text/plain.
+
+    The stdlib parser recurses once per nesting level (a multipart in a multipart, the message
+    inside message/rfc822), and so do its generator and `walk()`: a 10,000-deep multipart ends
+    in RecursionError. The parser attaches each part to its parent before it reads the part's
+    headers, so the depth is known when it asks the part's type; a part too deep answers
+    text/plain and the parser reads all below it as one text body (which `_walk` skips).
+    """
+
+    depth = 0
+
+    def attach(self, payload: Message | str) -> None:
+        if isinstance(payload, _Part):
+            payload.depth = self.depth + 1
+        super().attach(payload)
+
+    def get_content_type(self) -> str:
+        if self.depth > MAX_MIME_DEPTH:
+            return "text/plain"
+        return super().get_content_type()
+
+
+def _parse_bytes(data: bytes, *, depth: int = 0) -> Message:
+    """The stdlib parser (compat32) over `_Part`s: no nesting makes it recurse out."""
+
+    def new_part(policy: Policy[Any] = compat32) -> _Part:
+        part = _Part(policy)
+        part.depth = depth
+        return part
+
+    return BytesParser(new_part).parsebytes(data)
+
+
+def _looked_at(children: list[Message], collector: _BodyCollector) -> Iterator[Message]:
+    """The parts in order while the message's part cap allows; the rest are only counted.
+
+    A generator, so a part is admitted when its turn comes: the parts of a nested multipart
+    are counted before its next sibling, in the order they stand in the message (as the
+    streaming pre-pass counts them)."""
+    for index, child in enumerate(children):
+        if not collector.parts.admit():
+            for rest in children[index:]:
+                collector.parts.skip(_encoded_size(rest))
+            return
+        yield child
+
+
+def _encoded_size(part: Message) -> int:
+    """The bodies of a part and of the parts inside it, as they arrived (no recursion)."""
+    size, stack = 0, [part]
+    while stack:
+        payload = stack.pop().get_payload()
+        if isinstance(payload, list):
+            stack.extend(child for child in payload if isinstance(child, Message))
+        elif isinstance(payload, str):
+            size += len(payload)
+    return size
 
 
 def _children(part: Message) -> list[Message]:
@@ -571,17 +663,17 @@ def _walk_multipart(
     children = _children(part)
     subtype = part.get_content_subtype()
     if part.get_content_type() == "message/rfc822":
-        _store_attachment(part, _filename(part), collector)
+        _store_attachment(part, _filename(part), collector, depth=depth)
         return
     if subtype == "alternative" and children:
         chosen = _choose_alternative(children)
-        for child in children:
+        for child in _looked_at(children, collector):
             _walk(child, collector, want_text=want_text and child is chosen, depth=depth + 1)
         return
     if subtype == "report":
         _walk_report(children, collector, want_text=want_text, depth=depth)
         return
-    for child in children:
+    for child in _looked_at(children, collector):
         _walk(child, collector, want_text=want_text, depth=depth + 1)
 
 
@@ -589,7 +681,7 @@ def _walk_report(
     children: list[Message], collector: _BodyCollector, *, want_text: bool, depth: int
 ) -> None:
     """A DSN: the human text and the machine fields; the returned original is ours, not data."""
-    for child in children:
+    for child in _looked_at(children, collector):
         content_type = child.get_content_type()
         if content_type == "message/delivery-status":
             collector.report = _delivery_report(child)
@@ -667,8 +759,8 @@ def _headers(message: Message) -> tuple[dict[str, list[str]], tuple[tuple[str, s
     ordered: list[tuple[str, str]] = []
     for name, value in message.raw_items():
         key = name.lower()
-        if key in KEPT_HEADERS:
-            text = resolve_8bit(str(value))
+        if key in KEPT_HEADERS and len(ordered) < _MAX_KEPT_HEADERS:
+            text = resolve_8bit(str(value)[:MAX_FIELD_BYTES])
             raw.setdefault(key, []).append(text)
             ordered.append((key, text if key == "received" else decode_header_value(text)))
     return raw, tuple(ordered)
@@ -686,13 +778,16 @@ def parse_message(
     *,
     max_attachment_bytes: int,
     max_message_bytes: int | None = None,
+    max_parts: int = DEFAULT_MAX_PARTS,
 ) -> ParsedMessage:
     """Parse one message; malformed input degrades into recorded defects, never an exception.
 
     A large message is first slimmed (`parsers.streaming`): its big parts go to `sink` as they
     are read, so memory stays bounded whatever the size of the attachments.
     """
-    budget = SizeBudget(max_attachment_bytes, max_message_bytes or 2 * max_attachment_bytes)
+    budget = SizeBudget(
+        max_attachment_bytes, max_message_bytes or 2 * max_attachment_bytes, max_parts
+    )
     slim = None
     if isinstance(raw, RawMail):
         if raw.is_large:
@@ -701,13 +796,15 @@ def parse_message(
             raw = slim.data
         else:
             raw = raw.read_all()
-    message = email.message_from_bytes(raw)
+    message = _parse_bytes(raw)
     raw_headers, headers = _headers(message)
     decoded = dict(headers[::-1])  # first occurrence wins
     collector = _BodyCollector(
-        sink=sink, budget=budget, slim=slim, cid_references=_cid_references(message)
-    )
+        sink=sink, budget=budget, parts=PartCount(budget.max_parts), slim=slim,
+        cid_references=_cid_references(message),
+    )  # fmt: skip
     _walk(message, collector, want_text=True, depth=0)
+    _refuse_parts_past_cap(collector, slim)
     texts = "\n\n".join(t.strip("\n") for t in collector.texts if t.strip())
     full_text = clean_text(_cut_returned_message(texts))
     returned_ids = _returned_message_ids(collector, texts)
@@ -727,7 +824,31 @@ def parse_message(
         full_text=full_text,
         new_text=split_reply(full_text).new_text if full_text else "",
         attachments=tuple(collector.attachments),
-        defects=tuple(collector.defects) + tuple(dict.fromkeys(_defects(message))),
+        defects=tuple(collector.defects)
+        + (slim.defects if slim else ())
+        + tuple(dict.fromkeys(_defects(message))),
         report=collector.report,
         returned_message_ids=returned_ids,
+    )
+
+
+def _refuse_parts_past_cap(collector: _BodyCollector, slim: SlimMessage | None) -> None:
+    """Parts past the cap (counted here or by the streaming pre-pass) as one refused entry,
+    so the client and the engineers read one line about them, not 39,000."""
+    skipped = collector.parts.skipped + (slim.skipped_parts if slim else 0)
+    if not skipped:
+        return
+    size = collector.parts.skipped_bytes + (slim.skipped_bytes if slim else 0)
+    noun = "part" if skipped == 1 else "parts"
+    collector.defects.append(f"too_many_parts:{skipped}")
+    collector.attachments.append(
+        AttachmentInfo(
+            filename=f"{skipped} more {noun} not processed (limit {collector.parts.limit})",
+            content_type="application/octet-stream",
+            kind=ArtifactKind.OTHER,
+            size=size,
+            sha256="",
+            inline=False,
+            refused="too_many_parts",
+        )
     )

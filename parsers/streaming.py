@@ -9,11 +9,17 @@ is small and goes through the ordinary parser (`parsers.message`), which takes t
 blobs from the placeholders, so a large message is decoded exactly like a small one.
 
 The placeholder carries a random per-parse marker: a sender cannot forge one.
+
+Hostile shapes are bounded here too, so that the slim copy is small whatever arrives: parts
+past `SizeBudget.max_parts` are only counted, entities nested deeper than `MAX_DEPTH` are
+skipped, and a header block is kept up to `_MAX_HEADER_BYTES` (then only the fields that
+decide how the body reads and who sent it), so 10 MB of headers cannot push the body out.
 """
 
 from __future__ import annotations
 
 import binascii
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,10 +35,34 @@ PART_IN_MEMORY = 1024 * 1024
 TEXT_IN_MEMORY = 4 * 1024 * 1024
 """The same for a text body, which the ticket shows as text rather than as an attachment."""
 SNIFF_BYTES = 4096
-MAX_DEPTH = 30
+MAX_DEPTH = 50
+"""Nesting levels of MIME entities (multipart children, the message inside message/rfc822) that
+are read; what lies deeper is skipped with the defect `mime_too_deep`. Real mail, even a chain
+of forwards as attachments, stays within a few dozen levels; the stdlib parser and generator
+recurse once per level (a 10,000-deep multipart ends in RecursionError), so this bound is what
+keeps a hostile message a ticket instead of a quarantine."""
+DEFAULT_MAX_PARTS = 1000
+"""MIME parts of one message that are looked at (`[artifacts] max_parts`); the rest are only
+counted: each part costs a stored blob, a row and a line in every notice."""
 _READ_SIZE = 1024 * 1024
 _LINE_LIMIT = 64 * 1024
 _MAX_HEADER_BYTES = 256 * 1024
+"""Header bytes of one entity copied whole; past them, only the first of each `_LATE_FIELDS`."""
+MAX_FIELD_BYTES = 64 * 1024
+"""What the parser keeps of one header value (a 10 MB Subject, say): `parsers.message` cuts
+there, on either path."""
+_FIELD_COPY_BYTES = 2 * MAX_FIELD_BYTES
+"""One header field is copied into the slim message up to here: more than the parser keeps,
+so a long field reads the same on the streaming path as in memory."""
+_LATE_FIELDS = frozenset({
+    b"content-type", b"content-transfer-encoding", b"content-disposition", b"content-id",
+    b"mime-version", b"from", b"sender", b"reply-to", b"to", b"cc", b"subject", b"date",
+    b"message-id", b"in-reply-to", b"references", b"auto-submitted", b"precedence", b"list-id",
+    b"return-path", b"x-autoreply", b"x-autorespond", b"x-auto-response-suppress", b"x-loop",
+    b"x-maild-loop", b"x-failed-recipients",
+})  # fmt: skip
+_HEADER_LINE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]*:|[\t ]")
+"""The stdlib feedparser's `headerRE`: the first line that does not match starts the body."""
 _MAX_FILLER_BYTES = 64 * 1024
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 _B64_DELETE = bytes(sorted(set(range(256)) - set(_B64_ALPHABET)))
@@ -53,6 +83,10 @@ class SlimMessage:
     data: bytes
     marker: str
     parts: dict[str, ExtractedPart] = field(default_factory=dict)
+    skipped_parts: int = 0
+    """Parts past `SizeBudget.max_parts`: left out of `data`, only counted."""
+    skipped_bytes: int = 0
+    defects: tuple[str, ...] = ()
 
     def extracted(self, part: Message) -> ExtractedPart | None:
         for value in part.get_all(PLACEHOLDER_HEADER, ()):
@@ -68,6 +102,8 @@ class SizeBudget:
 
     max_attachment_bytes: int
     remaining_message_bytes: int
+    max_parts: int = DEFAULT_MAX_PARTS
+    """MIME parts looked at; the rest are counted (see `PartCount`) and refused as a whole."""
 
     def refusal(self, size: int) -> str | None:
         if size > self.max_attachment_bytes:
@@ -78,6 +114,27 @@ class SizeBudget:
 
     def take(self, size: int) -> None:
         self.remaining_message_bytes -= size
+
+
+@dataclass(slots=True)
+class PartCount:
+    """The parts of one message: the first `limit` are looked at, the rest only counted."""
+
+    limit: int
+    seen: int = 0
+    skipped: int = 0
+    skipped_bytes: int = 0
+
+    def admit(self) -> bool:
+        """Whether one more part may be looked at (and, if so, it is counted as seen)."""
+        if self.seen >= self.limit:
+            return False
+        self.seen += 1
+        return True
+
+    def skip(self, size: int) -> None:
+        self.skipped += 1
+        self.skipped_bytes += size
 
 
 class _Reader:
@@ -101,6 +158,12 @@ class _Reader:
         self._position = end
         self.at_line_start = piece.endswith(b"\n")
         return piece
+
+    def unread(self, item: tuple[bytes, bool]) -> None:
+        """Give back the line `line()` just returned (nothing was read in between)."""
+        line, starts = item
+        self._position -= len(line)
+        self.at_line_start = starts
 
     def line(self) -> tuple[bytes, bool] | None:
         """The next line and whether it starts at a line start; None at the end."""
@@ -261,14 +324,64 @@ class _Extraction:
 
 
 @dataclass(slots=True)
+class _HeaderBlock:
+    """The header lines of one entity as copied into the slim message, bounded whatever the
+    sender wrote: 10 MB of headers must neither fill memory nor push the body out."""
+
+    lines: list[bytes] = field(default_factory=list)
+    size: int = 0
+    names: set[bytes] = field(default_factory=set)
+    keeping: bool = False
+    field_size: int = 0
+    cut: bool = False
+
+    def add(self, line: bytes, starts: bool) -> None:
+        """One line (or a piece of a long one) of the block; the rest of a field follows it."""
+        if starts and line[:1] not in (b" ", b"\t"):
+            self._end_line()
+            name = line.partition(b":")[0].strip().lower()
+            late = name in _LATE_FIELDS and name not in self.names
+            self.keeping = self.size < _MAX_HEADER_BYTES or late
+            if name in _LATE_FIELDS:  # only these are looked up: 10 MB of names are not kept
+                self.names.add(name)
+            self.field_size = 0
+            self.cut = self.cut or not self.keeping
+        if not self.keeping:
+            return
+        if self.field_size + len(line) > _FIELD_COPY_BYTES:
+            self._end_line()
+            self.keeping, self.cut = False, True
+            return
+        self.lines.append(line)
+        self.size += len(line)
+        self.field_size += len(line)
+
+    def _end_line(self) -> None:
+        """A field cut inside a line still ends with a line break."""
+        if self.lines and not self.lines[-1].endswith(b"\n"):
+            self.lines.append(b"\r\n")
+            self.size += 2
+
+    def data(self) -> bytes:
+        self._end_line()
+        return b"".join(self.lines)
+
+
+_Item = tuple[bytes, bool] | None
+"""A line and whether it starts at a line start; None at the end of input."""
+
+
+@dataclass(slots=True)
 class _Slimmer:
     reader: _Reader
     sink: ArtifactSink
     budget: SizeBudget
     marker: str
+    count: PartCount
     out: bytearray = field(default_factory=bytearray)
     boundaries: list[bytes] = field(default_factory=list)
     parts: dict[str, ExtractedPart] = field(default_factory=dict)
+    defects: list[str] = field(default_factory=list)
 
     def boundary_level(self, item: tuple[bytes, bool]) -> tuple[int, bool] | None:
         """Which open multipart a line closes a part of (and whether it is the closing one)."""
@@ -284,36 +397,69 @@ class _Slimmer:
                 return level, True
         return None
 
-    def entity(self, depth: int) -> tuple[bytes, bool] | None:
+    def entity(self, depth: int, *, in_digest: bool = False) -> _Item:
         """Copy one entity; returns the boundary line that ended it, None at the end of input."""
-        header_lines: list[bytes] = []
-        header_bytes = 0
+        if depth > MAX_DEPTH:
+            self.defects.append("mime_too_deep")
+            self.out += b"\r\n"  # an empty entity in its place: no headers, no body
+            return self.skip()[0]
+        block, blank, item = self.header_block()
+        if blank is None:  # a boundary or the end of input came before any body
+            self.out += block
+            return item
+        headers = BytesHeaderParser().parsebytes(block)
+        if in_digest:  # RFC 2046 5.1.5, as the stdlib parser reads it
+            headers.set_default_type("message/rfc822")
+        encoding = str(headers.get("content-transfer-encoding", "")).strip().lower()
+        if headers.get_content_maintype() == "multipart":
+            boundary = _boundary(headers)
+            if boundary:
+                self.out += block + blank
+                digest = headers.get_content_subtype() == "digest"
+                return self.multipart(b"--" + boundary, depth, digest=digest)
+        is_message = headers.get_content_type() == "message/rfc822"
+        if is_message and encoding not in ("base64", "quoted-printable"):
+            self.out += block + blank
+            return self.entity(depth + 1)
+        return self.leaf([block], blank, headers, encoding)
+
+    def header_block(self) -> tuple[bytes, bytes | None, _Item]:
+        """The entity's header lines as kept and the blank line after them: b"" when the body
+        starts without one (a line that is no header line, as the stdlib parser decides), None
+        when a boundary or the end of input came first (that line is returned too)."""
+        block = _HeaderBlock()
+        blank: bytes | None = None
         while True:
             item = self.reader.line()
             if item is None or self.boundary_level(item) is not None:
-                self.out += b"".join(header_lines)
-                return item
+                break
             line, starts = item
             if starts and line in (b"\r\n", b"\n"):
+                blank, item = line, None
                 break
-            header_lines.append(line)
-            header_bytes += len(line)
-            if header_bytes > _MAX_HEADER_BYTES:  # not headers at all: treat it as a body
-                return self.leaf(header_lines, b"", Message(), "")
-        headers = BytesHeaderParser().parsebytes(b"".join(header_lines))
-        encoding = str(headers.get("content-transfer-encoding", "")).strip().lower()
-        if depth < MAX_DEPTH and headers.get_content_maintype() == "multipart":
-            boundary = _boundary(headers)
-            if boundary:
-                self.out += b"".join(header_lines) + line
-                return self.multipart(b"--" + boundary, depth)
-        is_message = headers.get_content_type() == "message/rfc822"
-        if depth < MAX_DEPTH and is_message and encoding not in ("base64", "quoted-printable"):
-            self.out += b"".join(header_lines) + line
-            return self.entity(depth + 1)
-        return self.leaf(header_lines, line, headers, encoding)
+            if starts and not _HEADER_LINE.match(line):
+                self.reader.unread(item)
+                blank, item = b"", None
+                break
+            block.add(line, starts)
+        if block.cut:
+            self.defects.append("header_block_truncated")
+        return block.data(), blank, item
 
-    def copy_until_boundary(self) -> tuple[bytes, bool] | None:
+    def skip(self) -> tuple[_Item, int]:
+        """Read past one entity without copying it: the line that ended it, and its size."""
+        size = 0
+        while True:
+            run = self.reader.body_run()
+            if run:
+                size += len(run)
+                continue
+            item = self.reader.line()
+            if item is None or self.boundary_level(item) is not None:
+                return item, size
+            size += len(item[0])
+
+    def copy_until_boundary(self) -> _Item:
         """A preamble: no parser reads it, so only its start is kept (it may be huge)."""
         kept = 0
         while True:
@@ -324,21 +470,14 @@ class _Slimmer:
                 self.out += item[0]
                 kept += len(item[0])
 
-    def multipart(self, delimiter: bytes, depth: int) -> tuple[bytes, bool] | None:
+    def multipart(self, delimiter: bytes, depth: int, *, digest: bool) -> _Item:
         self.boundaries.append(delimiter)
         own = len(self.boundaries) - 1
         try:
-            item = self.copy_until_boundary()  # the preamble
-            while item is not None:
-                level, closing = _known(self.boundary_level(item))
-                if level < own:
-                    return item  # an outer boundary: this multipart was never closed
-                self.out += item[0]
-                if closing:
-                    break
-                item = self.entity(depth + 1)
-            else:
-                return None
+            item = self.body_parts(own, depth, digest=digest)
+            if item is None or _known(self.boundary_level(item))[0] < own:
+                return item  # the end, or an outer boundary: this multipart was never closed
+            self.out += item[0]  # the closing delimiter
             # The epilogue runs to the enclosing boundary; a stray own boundary is text there.
             kept = 0
             while True:
@@ -354,9 +493,36 @@ class _Slimmer:
         finally:
             self.boundaries.pop()
 
+    def body_parts(self, own: int, depth: int, *, digest: bool) -> _Item:
+        """The preamble and the parts of the multipart at level `own`, up to its closing
+        delimiter (returned, not copied), an outer boundary or the end of input. Parts past
+        the message's part cap are read past and only counted; their delimiters are left out
+        too, so the slim copy holds no trace of them."""
+        start = len(self.out)
+        item = self.copy_until_boundary()
+        admitted = skipped = False
+        while item is not None:
+            level, closing = _known(self.boundary_level(item))
+            if level < own or closing:
+                break
+            if self.count.admit():
+                admitted = True
+                self.out += item[0]
+                item = self.entity(depth + 1, in_digest=digest)
+            else:
+                skipped = True
+                delimiter = item[0]
+                item, size = self.skip()
+                self.count.skip(len(delimiter) + size)
+        if skipped and not admitted:
+            # No part is left: the parser would read the preamble as the text of a multipart
+            # without parts, which it is not (in memory, it is skipped with the parts).
+            del self.out[start:]
+        return item
+
     def leaf(
         self, header_lines: list[bytes], blank: bytes, headers: Message, encoding: str
-    ) -> tuple[bytes, bool] | None:
+    ) -> _Item:
         # A multipart without a boundary is text to recover, like a body; message/* parts
         # (delivery-status, disposition-notification) are read by the parser.
         textual = headers.get_content_maintype() in ("text", "multipart", "message")
@@ -381,7 +547,7 @@ class _Slimmer:
 
     def extract(
         self, header_lines: list[bytes], blank: bytes, encoding: str, body: list[bytes]
-    ) -> tuple[bytes, bool] | None:
+    ) -> _Item:
         extraction = _Extraction(self.sink, self.budget, _decoder_for(encoding))
         try:
             for data in body:
@@ -432,6 +598,10 @@ def slim_message(
     marker_factory: Callable[[], str] = lambda: secrets.token_hex(12),
 ) -> SlimMessage:
     """Read `stream` once; large leaf parts go to `sink`, the rest into the slim copy."""
-    slimmer = _Slimmer(_Reader(stream), sink, budget, marker_factory())
+    count = PartCount(budget.max_parts)
+    slimmer = _Slimmer(_Reader(stream), sink, budget, marker_factory(), count)
     slimmer.entity(0)  # the top level has no enclosing boundary: it runs to the end
-    return SlimMessage(bytes(slimmer.out), slimmer.marker, slimmer.parts)
+    return SlimMessage(
+        bytes(slimmer.out), slimmer.marker, slimmer.parts, count.skipped, count.skipped_bytes,
+        tuple(slimmer.defects),
+    )  # fmt: skip

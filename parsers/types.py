@@ -71,7 +71,8 @@ class AttachmentInfo:
     """Empty when the attachment was refused (nothing stored)."""
     inline: bool
     refused: str | None = None
-    """Why it was not stored: attachment_too_large or message_too_large."""
+    """Why it was not stored: attachment_too_large, message_too_large, or too_many_parts (one
+    entry then stands for every part past `[artifacts] max_parts`: its name says how many)."""
     archive: ArchiveListing | None = None
     container: str | None = None
     """The winmail.dat or forwarded .eml it was unpacked from."""
