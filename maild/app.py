@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine, inspect
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,6 +21,7 @@ from storage import repositories as repo
 from storage.artifacts import ArtifactStore
 from storage.crypto import ArtifactCryptoError, create_key_file, load_key
 from storage.db import make_engine, make_session_factory
+from storage.fsutil import exclusive_folders, make_private
 from storage.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -47,8 +51,11 @@ class App:
         self.engine.dispose()
 
 
-def initialize(config: Config) -> None:
-    """Create or migrate the database and the folders (what `maild init` does)."""
+def initialize(config: Config, *, tighten_trees: bool = True) -> None:
+    """Create or migrate the database and the folders (what `maild init` does), and make what
+    maild keeps private. `tighten_trees=False` (`maild run`, at every start) tightens the
+    folders but does not walk them: what is inside a 0700 folder is out of other users' reach
+    already, and a large artifact store is walked by `maild init` alone."""
     from storage.schema import upgrade_schema  # Alembic is heavy; only init needs it
 
     engine = make_engine(config.database.url)
@@ -64,6 +71,40 @@ def initialize(config: Config) -> None:
     open_artifact_store(config).ensure()
     Spool(config.spool.path).ensure()
     transport_from_url(config.outbound.transport)
+    _make_private(config, tighten_trees=tighten_trees)
+
+
+def _make_private(config: Config, *, tighten_trees: bool) -> None:
+    """What maild keeps is for its own user alone. New files are private already (the CLI's
+    umask, explicit modes); this tightens what an older maild or a loose umask left: the
+    spool, the artifact store, a Maildir outbox, the SQLite files, the key and password
+    files, and the folders that hold nothing else (the `var/` of them all). Never the config
+    file's folder or one above it, and nothing the config does not name."""
+    protected = {config.base_dir, *config.base_dir.parents}
+    trees = [config.spool.path, config.artifacts.path]
+    if config.outbound.transport.startswith("maildir:"):
+        trees.append(Path(config.outbound.transport.removeprefix("maildir:")))
+    files = [config.artifacts.key_file]
+    files += [mailbox.password_file for mailbox in config.imap if mailbox.password_file]
+    url = make_url(config.database.url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        database = Path(url.database)
+        files += [
+            database.with_name(database.name + end) for end in ("", "-wal", "-shm", "-journal")
+        ]
+    # "etc/../var/spool" (as the example config has it) and "var/spool" must be one path here.
+    trees, files = _normalized(trees), _normalized(files)
+    owned = [path for path in trees + files if path not in protected]
+    folders = exclusive_folders(owned, protected)
+    for path in owned + folders:
+        changed = make_private(path, recursive=tighten_trees and path in trees)
+        if changed:
+            log.info("made %s private: %s files or folders were open to group or others",
+                     path, changed)  # fmt: skip
+
+
+def _normalized(paths: list[Path]) -> list[Path]:
+    return [Path(os.path.normpath(path)) for path in paths]
 
 
 def open_artifact_store(config: Config) -> ArtifactStore:

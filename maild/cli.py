@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import os
 import sys
 import time
 from collections import Counter
@@ -23,6 +23,7 @@ from maild.config import Config, load_config
 from maild.errors import MaildError
 from maild.sla import due_times
 from maild.sources.files import input_size, iter_messages
+from maild.terminal import json_text, printable
 from maild.work import Incoming, IngestResult
 from maild.worker import batched, process_batch
 from storage.export import export_artifact, resolve_artifact
@@ -35,13 +36,23 @@ log = logging.getLogger("maild.cli")
 T = TypeVar("T")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 TRANSIENT_RETRIES = 3
+PRIVATE_UMASK = 0o077
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines reach terminals too (stderr, `tail -f`): a control character in a logged value
+    is shown as an escape, not obeyed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
 
 
 def _setup_logging(config: Config, verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
         level=logging.DEBUG if verbose else getattr(logging, config.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[handler],
     )
     if not verbose:
         # aiosmtpd logs every SMTP command at INFO ("mail.log"), Alembic every plugin it loads:
@@ -50,8 +61,13 @@ def _setup_logging(config: Config, verbose: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _say(text: str, stream: TextIO | None = None) -> None:
+    """Every human-readable line goes out here: what clients wrote cannot drive the terminal."""
+    (stream or sys.stdout).write(printable(text) + "\n")
+
+
 def _print_json(value: Any, stream: TextIO | None = None) -> None:
-    (stream or sys.stdout).write(json.dumps(value, ensure_ascii=False) + "\n")
+    (stream or sys.stdout).write(json_text(value) + "\n")
 
 
 # --- init ---
@@ -60,9 +76,9 @@ def _print_json(value: Any, stream: TextIO | None = None) -> None:
 def cmd_init(config: Config, args: argparse.Namespace) -> int:
     del args
     initialize(config)
-    print(f"database ready: {config.database.url.split('@')[-1]}")  # noqa: T201
-    print(f"artifacts: {config.artifacts.path}")  # noqa: T201
-    print(f"spool: {config.spool.path}")  # noqa: T201
+    _say(f"database ready: {config.database.url.split('@')[-1]}")
+    _say(f"artifacts: {config.artifacts.path}")
+    _say(f"spool: {config.spool.path}")
     return EXIT_OK
 
 
@@ -73,7 +89,7 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
     del args
     from maild.daemon import run_daemon
 
-    initialize(config)
+    initialize(config, tighten_trees=False)
     return run_daemon(open_app(config))
 
 
@@ -100,7 +116,7 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
     if args.requeue:
         return _requeue(config, args)
     if not args.paths:
-        print("maild: error: ingest needs PATH... or --requeue ID...", file=sys.stderr)  # noqa: T201
+        _say("maild: error: ingest needs PATH... or --requeue ID...", sys.stderr)
         return EXIT_USAGE
     app = open_app(config)
     paths: list[str] = args.paths
@@ -133,7 +149,7 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
         tally["mail_sent"] = delivered.sent
     app.close()
     summary = ", ".join(f"{count} {name}" for name, count in sorted(tally.items()))
-    print(f"ingested: {summary or 'nothing'}", file=sys.stderr)  # noqa: T201
+    _say(f"ingested: {summary or 'nothing'}", sys.stderr)
     return EXIT_FAILED if tally["failed"] else EXIT_OK
 
 
@@ -141,7 +157,7 @@ def _requeue(config: Config, args: argparse.Namespace) -> int:
     """Quarantined messages (ids from `maild quarantine list`) through the pipeline again."""
     ids = [int(item) for item in args.paths if item.isdigit()]
     if len(ids) != len(args.paths) or not ids:
-        print("maild: error: --requeue takes quarantine ids (numbers)", file=sys.stderr)  # noqa: T201
+        _say("maild: error: --requeue takes quarantine ids (numbers)", sys.stderr)
         return EXIT_USAGE
     app = open_app(config)
     try:
@@ -170,7 +186,7 @@ def _requeue(config: Config, args: argparse.Namespace) -> int:
     finally:
         app.close()
     summary = ", ".join(f"{count} {name}" for name, count in sorted(tally.items()) if count)
-    print(f"requeued: {summary or 'nothing'}", file=sys.stderr)  # noqa: T201
+    _say(f"requeued: {summary or 'nothing'}", sys.stderr)
     return EXIT_FAILED if tally["failed"] else EXIT_OK
 
 
@@ -181,11 +197,11 @@ def cmd_quarantine_list(config: Config, args: argparse.Namespace) -> int:
             _print_json(item.as_json())
         return EXIT_OK
     for item in items:
-        print(  # noqa: T201
+        _say(
             f"{item.id:>6}  {item.received_at:%Y-%m-%d %H:%M}  {item.reason:<18} "
             f"{filesize(item.raw_size):>9}  {item.message_id or '-'}\n        {item.explanation}"
         )
-    print(f"{len(items)} quarantined; `maild ingest --requeue ID` tries one again", file=sys.stderr)  # noqa: T201
+    _say(f"{len(items)} quarantined; `maild ingest --requeue ID` tries one again", sys.stderr)
     return EXIT_OK
 
 
@@ -210,12 +226,12 @@ def cmd_tickets_list(config: Config, args: argparse.Namespace) -> int:
         _print_json(rows)
         return EXIT_OK
     for row in rows:
-        print(  # noqa: T201
+        _say(
             f"{row['token']:<12} {row['status']:<9} {row['criticality']:<9} "
             f"{row['updated_at'][:16]:<16}  {row['requester']:<30} {row['subject']}"
         )
     if not rows:
-        print("no tickets")  # noqa: T201
+        _say("no tickets")
     return EXIT_OK
 
 
@@ -246,7 +262,7 @@ def _print_ticket(detail: dict[str, Any]) -> None:
         for event in detail["events"]:
             why = f": {event['explanation']}" if event["explanation"] else ""
             lines.append(f"  {event['at']} {event['kind']} [{event['reason']}]{why}")
-    print("\n".join(lines))  # noqa: T201
+    _say("\n".join(lines))
 
 
 def _add_due_times(config: Config, detail: dict[str, Any]) -> None:
@@ -271,7 +287,7 @@ def _add_due_times(config: Config, detail: dict[str, Any]) -> None:
 def cmd_tickets_show(config: Config, args: argparse.Namespace) -> int:
     detail = _read(config, lambda session: ticket_detail(session, args.id, config.token_prefix))
     if detail is None:
-        print(f"maild: no ticket {args.id}", file=sys.stderr)  # noqa: T201
+        _say(f"maild: no ticket {args.id}", sys.stderr)
         return EXIT_FAILED
     _add_due_times(config, detail)
     if args.json:
@@ -298,7 +314,7 @@ def _attachment_line(item: dict[str, Any]) -> str:
 def cmd_artifacts_list(config: Config, args: argparse.Namespace) -> int:
     found = _read(config, lambda session: ticket_attachments(session, args.ticket))
     if found is None:
-        print(f"maild: no ticket {args.ticket}", file=sys.stderr)  # noqa: T201
+        _say(f"maild: no ticket {args.ticket}", sys.stderr)
         return EXIT_FAILED
     if args.json:
         _print_json(found)
@@ -319,11 +335,16 @@ def cmd_artifacts_list(config: Config, args: argparse.Namespace) -> int:
             ]
             if archive["entry_count"] > 50:
                 lines.append(f"    ... {archive['entry_count'] - 50} more (--json lists them)")
-    print("\n".join(lines) if lines else "no attachments")  # noqa: T201
+    _say("\n".join(lines) if lines else "no attachments")
     return EXIT_OK
 
 
 def cmd_artifacts_get(config: Config, args: argparse.Namespace) -> int:
+    if args.out == "-" and sys.stdout.isatty():
+        # An attachment's bytes are the sender's: on a terminal they are escape sequences.
+        _say("maild: error: an attachment is not written to a terminal; use --out FILE "
+             "or a pipe", sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     app = open_app(config)
     try:
         with app.sessions() as session:
@@ -333,14 +354,14 @@ def cmd_artifacts_get(config: Config, args: argparse.Namespace) -> int:
     finally:
         app.close()
     if args.out != "-":
-        print(f"{filename}: {size} bytes written to {args.out} (sha256 verified)", file=sys.stderr)  # noqa: T201
+        _say(f"{filename}: {size} bytes written to {args.out} (sha256 verified)", sys.stderr)
     return EXIT_OK
 
 
 def cmd_artifacts_purge(config: Config, args: argparse.Namespace) -> int:
     days = args.older_than if args.older_than is not None else config.artifacts.retention_days
     if days <= 0:
-        print("maild: artifacts.retention_days is 0: artifacts are kept forever", file=sys.stderr)  # noqa: T201
+        _say("maild: artifacts.retention_days is 0: artifacts are kept forever", sys.stderr)
         return EXIT_OK
     app = open_app(config)
     now = app.clock.now()
@@ -368,7 +389,7 @@ def cmd_artifacts_purge(config: Config, args: argparse.Namespace) -> int:
         _print_json(summary)
     else:
         verb = "would purge" if args.dry_run else "purged"
-        print(  # noqa: T201
+        _say(
             f"{verb} {len(candidates)} artifacts ({filesize(total)}) of "
             f"{len(summary['tickets'])} tickets closed before {cutoff:%Y-%m-%d}"
         )
@@ -481,13 +502,24 @@ def _artifact_commands(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Mail, attachments and the database are for maild's user alone, whatever umask it was
+    # started with (supervisord's is 022): every file and folder any subcommand creates is
+    # 0600/0700. Restored on return, for callers that run commands in their own process.
+    previous_umask = os.umask(PRIVATE_UMASK)
+    try:
+        return _run(argv)
+    finally:
+        os.umask(previous_umask)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(getattr(args, "config", None))
         _setup_logging(config, getattr(args, "verbose", False))
         return int(args.handler(config, args))
     except MaildError as error:
-        print(f"maild: error: {error}", file=sys.stderr)  # noqa: T201
+        _say(f"maild: error: {error}", sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
