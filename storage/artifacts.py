@@ -38,7 +38,9 @@ class BlobWriter:
     def __init__(self, store: ArtifactStore) -> None:
         self._store = store
         self._tmp = store.tmp_dir / f"{os.getpid()}-{secrets.token_hex(8)}.tmp"
-        self._file = self._tmp.open("wb")
+        # 0600 whatever the umask of a caller that is not the CLI (which sets 077).
+        descriptor = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file = os.fdopen(descriptor, "wb")
         self._cipher = EncryptingWriter(store.key, self._file)
         self._digest = hashlib.sha256()
         self.size = 0
@@ -58,7 +60,7 @@ class BlobWriter:
         if final.exists():
             self._tmp.unlink()
         else:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._tmp.replace(final)
         # Also when it existed: another process may have written it and died before its sync.
         self._store.mark_unsynced(final)
@@ -92,7 +94,7 @@ class ArtifactStore:
         self._unsynced: set[Path] = set()
 
     def ensure(self) -> None:
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / sha256

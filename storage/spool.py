@@ -51,7 +51,7 @@ class Spool:
 
     def ensure(self) -> None:
         for folder in (self.tmp, self.new):
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def put(self, raw: bytes, meta: SpoolMeta) -> str:
         spool_id = new_spool_id()
