@@ -98,6 +98,9 @@ def resolve_8bit(value: str) -> str:
 # we send back (issue 13), and an escape sequence cannot reach an operator's terminal.
 _HEADER_SPACING = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]+")
 _HEADER_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
+# Bidi embeddings, overrides and isolates reorder what follows them on the line ("[SIS #1]
+# txt.exe" shown as "exe.txt"); in a one-line field they serve only that trick, so they go.
+_BIDI_OVERRIDES = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def header_text(text: str) -> str:
@@ -106,6 +109,8 @@ def header_text(text: str) -> str:
         text = _HEADER_SPACING.sub(" ", text)
     if _HEADER_CONTROLS.search(text):
         text = _HEADER_CONTROLS.sub("\ufffd", text)
+    if _BIDI_OVERRIDES.search(text):
+        text = _BIDI_OVERRIDES.sub("", text)
     return clean_text(text)
 
 

@@ -162,6 +162,11 @@ def test_injected_name_and_subject_do_not_reach_sent_mail(app, attack):
         assert b"\nBcc" not in raw
 
 
+def test_bidi_overrides_leave_names_and_subjects():
+    decoded = decode_header_value("=?utf-8?Q?report=E2=80=AEtxt.exe=E2=81=A6x?=")
+    assert decoded == "reporttxt.exex"
+
+
 def test_filename_with_line_breaks_is_one_line():
     raw = request(
         "Client <client@stroymontazh.ru>",

@@ -174,11 +174,14 @@ def test_body_escapes_are_shown_not_obeyed(maild):
 
 
 def test_bidi_override_in_subject_is_shown_not_obeyed(maild):
+    # Parsing drops bidi overrides from one-line fields (parsers.message.header_text), so a
+    # freshly parsed subject reads in its real order; rows an older maild stored with the
+    # override are shown escaped (test_rows_with_raw_controls_are_shown_inert_everywhere).
     listed = assert_inert(maild("tickets", "list").stdout)
-    assert "\\u202efdp.exe" in listed
+    assert "Не открывается отчёт fdp.exe" in listed
     shown = assert_inert(maild("tickets", "show", "1").stdout)
     assert shown.startswith("[SIS #1] ")
-    assert "\\u202efdp.exe" in shown
+    assert "Не открывается отчёт fdp.exe" in shown
 
 
 def test_rows_with_raw_controls_are_shown_inert_everywhere(maild, sqlite_url):
