@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 
@@ -18,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from maild.app import App
 from maild.limits import raise_open_file_limit
+from maild.outbound import WriteTurn, deliver_pending
 from maild.sources.imap import ImapSource
 from maild.sources.smtp import LmtpController, SpoolHandler, make_controller
 from maild.worker import OUTAGE, describe_db_error, drain_spool
@@ -26,6 +28,8 @@ from storage.db import is_transient_db_error
 log = logging.getLogger(__name__)
 IDLE_WAKE_SECONDS = 1.0
 OUTBOX_POLL_SECONDS = 5.0
+OUTBOX_TURN_SECONDS = 1.0
+OUTBOX_TURN_INTERVAL_SECONDS = 0.5
 ERROR_BACKOFF_SECONDS = 5.0
 STALL_BACKOFF_SECONDS = 0.5
 STALL_BACKOFF_MAX_SECONDS = 30.0
@@ -39,6 +43,9 @@ class Daemon:
         self.committed = threading.Event()
         self.threads: list[threading.Thread] = []
         self.stall_backoff = STALL_BACKOFF_SECONDS
+        # The outbox sender and the spool worker take turns at SQLite's one write lock.
+        sqlite = app.engine.dialect.name == "sqlite"
+        self.write_turn = WriteTurn(app.sessions) if sqlite else None
 
     def wake_worker(self) -> None:
         self.spooled.set()
@@ -85,8 +92,30 @@ class Daemon:
         return False
 
     def _work_outbox(self) -> bool:
-        counts = self.app.deliver_outbox()
-        return counts.sent + counts.retrying + counts.failed > 0
+        """Send everything due, a batch per transaction; on SIGTERM the batch in hand is
+        delivered and recorded, the rest waits in the outbox. Never busy afterwards: the
+        loop sleeps until the worker commits (`committed`) or OUTBOX_POLL_SECONDS pass,
+        when retries fall due."""
+        outbound = self.app.config.outbound
+        deliver_pending(
+            self.app.sessions, self.app.transport, self.app.clock,
+            max_attempts=outbound.max_attempts, retry_seconds=outbound.retry_seconds,
+            should_stop=self.stopping.is_set, wait_turn=self._wait_outbox_turn,
+        )  # fmt: skip
+        return False
+
+    def _wait_outbox_turn(self) -> None:
+        """On SQLite, take the write lock between two batches of a busy spool worker (see
+        WriteTurn), at most one turn per OUTBOX_TURN_INTERVAL_SECONDS so that the worker
+        is interrupted seldom and the sender's batches grow with the load. An idle worker
+        (empty spool) is not waited for, a stalled one at most OUTBOX_TURN_SECONDS.
+        PostgreSQL locks rows, not the database: no turn is needed."""
+        if self.write_turn is None or not self.app.spool.pending():
+            return
+        rest = self.write_turn.ended_at + OUTBOX_TURN_INTERVAL_SECONDS - time.monotonic()
+        if rest > 0:
+            self.stopping.wait(rest)
+        self.write_turn.wait(OUTBOX_TURN_SECONDS)
 
     def start(self) -> None:
         temporary, orphans = self.app.spool.sweep_leftovers()

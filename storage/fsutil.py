@@ -37,9 +37,10 @@ def _create_private(path: Path) -> int:
         return os.open(path, flags, PRIVATE_FILE_MODE)
 
 
-def write_durably(final: Path, data: bytes, tmp_dir: Path) -> None:
+def write_durably(final: Path, data: bytes, tmp_dir: Path, *, sync_folder: bool = True) -> None:
     """Make `final` hold `data` or not exist at all, whatever moment the process dies.
-    The file is 0600 (never more) whatever the umask: it may be a client's mail."""
+    The file is 0600 (never more) whatever the umask: it may be a client's mail.
+    `sync_folder=False`: the caller fsyncs the folder itself, once for many files."""
     tmp = tmp_dir / f"{final.name}.{os.getpid()}.tmp"
     fd = _create_private(tmp)
     try:
@@ -50,7 +51,8 @@ def write_durably(final: Path, data: bytes, tmp_dir: Path) -> None:
     finally:
         os.close(fd)
     tmp.replace(final)
-    fsync_dir(final.parent)
+    if sync_folder:
+        fsync_dir(final.parent)
 
 
 def _tighten(path: Path, mode: int) -> bool:
