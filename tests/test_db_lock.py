@@ -33,6 +33,12 @@ from tests.mailbuilder import build_mail
 MESSAGES = 12
 
 
+def replace_stage(monkeypatch, real, replacement) -> None:
+    """Run the pipeline with one stage swapped (a bug or a lock of our own making)."""
+    stages = [replacement if stage is real else stage for stage in pipeline_module.STAGES]
+    monkeypatch.setattr(pipeline_module, "STAGES", stages)
+
+
 def wait_for(predicate, seconds: float = 60.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -184,10 +190,7 @@ def test_quarantined_message_can_be_requeued_after_a_fix(app, monkeypatch):
     def parse_with_a_bug(pipeline, work):
         raise PermanentError("a parser bug, fixed in the next release")
 
-    monkeypatch.setattr(
-        pipeline_module, "STAGES",
-        [parse_with_a_bug if s is real_parse else s for s in pipeline_module.STAGES],
-    )  # fmt: skip
+    replace_stage(monkeypatch, real_parse, parse_with_a_bug)
     first = process_safely(app.pipeline, Incoming.of(new_spool_id(), raw, "smtp"))
     assert first is not None
     assert first.action == IngestAction.QUARANTINED
@@ -220,10 +223,7 @@ def test_lock_met_inside_a_message_keeps_it_in_the_spool(app, monkeypatch, drive
             raise OperationalError("INSERT INTO tickets ...", {}, driver_error)
         return real_store(pipeline, work)
 
-    monkeypatch.setattr(
-        pipeline_module, "STAGES",
-        [store_meeting_a_lock if s is real_store else s for s in pipeline_module.STAGES],
-    )  # fmt: skip
+    replace_stage(monkeypatch, real_store, store_meeting_a_lock)
     incoming = Incoming.of(new_spool_id(), build_mail(), "smtp")
     assert process_safely(app.pipeline, incoming) is None  # nothing committed: retry later
     with app.sessions() as session:
@@ -244,10 +244,7 @@ def test_requeue_from_the_command_line(app, monkeypatch, tmp_path):
     def parse_with_a_bug(pipeline, work):
         raise PermanentError("a parser bug")
 
-    monkeypatch.setattr(
-        pipeline_module, "STAGES",
-        [parse_with_a_bug if s is real_parse else s for s in pipeline_module.STAGES],
-    )  # fmt: skip
+    replace_stage(monkeypatch, real_parse, parse_with_a_bug)
     raw = build_mail(message_id="<cli-requeue@stroymontazh.ru>")
     assert process_safely(app.pipeline, Incoming.of(new_spool_id(), raw, "smtp")) is not None
     config = str(app.config.source_file)
