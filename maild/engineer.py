@@ -34,6 +34,7 @@ from maild.notices import (
 from maild.work import IngestAction, IngestResult, Work, finish, inbound_id, known, queue_mail
 from parsers.checklist import find_checklist_facts, merge_present, missing_from, stored_facts
 from parsers.quotes import shared_passage
+from parsers.reachability import why_unanswerable
 from parsers.types import Address, AttachmentInfo, ParsedMessage
 from storage import repositories as repo
 from storage.artifacts import ArtifactStore
@@ -256,6 +257,7 @@ def _acknowledge_client(
         ),
         limit=config.guard.autoreply_limit,
         sender_bouncing=repo.contact_is_bouncing(session, client[1]),
+        unanswerable=why_unanswerable(client[1]),
     )  # fmt: skip
     if not decision.send:
         mail.event("ack_suppressed", decision.reason, purpose="acknowledgement")

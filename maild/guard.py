@@ -83,6 +83,10 @@ def _bounce_subject(facts: MessageFacts, _: frozenset[str]) -> str | None:
     return f"subject {found!r} is a bounce's" if found else None
 
 
+def _bounce_shape(facts: MessageFacts, _: frozenset[str]) -> str | None:
+    return facts.bounce_shape
+
+
 def _autoreply_subject(facts: MessageFacts, _: frozenset[str]) -> str | None:
     found = facts.autoreply_subject
     return f"subject {found!r} is an out-of-office reply's" if found else None
@@ -103,6 +107,7 @@ _RULES: tuple[tuple[str, GuardRule], ...] = (
     ("list_message", _unsubscribe),
     ("empty_return_path", _empty_return_path),
     ("bounce_subject", _bounce_subject),
+    ("bounce_shape", _bounce_shape),
     ("autoreply_subject", _autoreply_subject),
     ("null_reverse_path", _null_reverse_path),
 )
@@ -124,9 +129,19 @@ class AckDecision:
 
 
 def decide_acknowledgement(
-    facts: MessageFacts, *, acks_today: int, limit: int, sender_bouncing: bool
+    facts: MessageFacts,
+    *,
+    acks_today: int,
+    limit: int,
+    sender_bouncing: bool,
+    unanswerable: str | None = None,
 ) -> AckDecision:
-    """Whether a new ticket's requester gets the acknowledgement now."""
+    """Whether a new ticket's requester gets the acknowledgement now.
+
+    `unanswerable` says why the requester's address cannot get mail (parsers.reachability).
+    """
+    if unanswerable is not None:
+        return AckDecision(send=False, reason="sender_not_answerable")
     if facts.suppresses_autoreply:
         return AckDecision(send=False, reason="sender_suppresses_autoreply")
     if sender_bouncing:

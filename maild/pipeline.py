@@ -45,6 +45,7 @@ from parsers.classify import message_facts
 from parsers.identity import MessageIdentity, identify_message
 from parsers.message import parse_message
 from parsers.rawmail import RawMail
+from parsers.reachability import why_unanswerable
 from parsers.types import StoredBlob
 from storage import repositories as repo
 from storage.artifacts import ArtifactStore
@@ -633,6 +634,7 @@ def _auto_reply(pipeline: Pipeline, work: Work, ticket: Ticket, *, purpose: str)
         ),
         limit=pipeline.config.guard.autoreply_limit,
         sender_bouncing=repo.contact_is_bouncing(session, requester),
+        unanswerable=why_unanswerable(requester),
     )
     if not decision.send:
         repo.add_event(

@@ -18,6 +18,7 @@ from maild.guard import GuardDecision
 from parsers.classify import MessageFacts
 from parsers.identity import MessageIdentity
 from parsers.rawmail import RawMail
+from parsers.reachability import why_unanswerable
 from parsers.types import ParsedMessage
 from storage.models import InboundMessage, Message, OutboxMessage, Ticket
 from threading_rules.authenticity import AuthorIdentity
@@ -149,15 +150,20 @@ def queue_mail(
     )
     session.add(message)
     session.flush()
+    reachable = [address for address in mail.recipients if why_unanswerable(address) is None]
     row = OutboxMessage(
         message_id=message.id,
         purpose=purpose,
         recipient=recipient,
         envelope_from=mail.envelope_from,
-        recipients=",".join(mail.recipients),
+        recipients=",".join(reachable),
         raw=mail.raw,
         created_at=now,
         next_attempt_at=now,
     )
+    if not reachable:
+        # Kept on the ticket for the engineers; the outbox says why it never went out.
+        reasons = (why_unanswerable(address) for address in mail.recipients)
+        row.state, row.last_error = "failed", "; ".join(r for r in reasons if r) or "no recipient"
     session.add(row)
     return row

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from parsers.bounce_rules import match_bounce_shape
 from parsers.types import ParsedMessage
 
 _DAEMON_LOCALPARTS = frozenset({"mailer-daemon", "mailerdaemon", "postmaster", "mail-daemon"})
@@ -63,6 +64,9 @@ class MessageFacts:
     """X-Maild-Loop and X-Loop values: an address of ours there means our mail came back."""
     null_reverse_path: bool = False
     """The SMTP envelope said `MAIL FROM:<>` (known only for mail our listener took)."""
+    bounce_shape: str | None = None
+    """Which mail server's (or list manager's) notice it is, with the evidence
+    (parsers.bounce_rules)."""
 
 
 def _auto_submitted(message: ParsedMessage) -> str | None:
@@ -126,4 +130,11 @@ def message_facts(message: ParsedMessage) -> MessageFacts:
         autoreply_subject=_matched(_AUTOREPLY_SUBJECT, message.subject),
         bounce_subject=_matched(_BOUNCE_SUBJECT, message.subject),
         loop_markers=loops,
+        bounce_shape=_bounce_shape(message, sender),
     )
+
+
+def _bounce_shape(message: ParsedMessage, sender: str | None) -> str | None:
+    names = frozenset(name for name, _ in message.headers)
+    shape = match_bounce_shape(sender, message.subject, message.full_text, names)
+    return shape.describe() if shape else None

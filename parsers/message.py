@@ -31,7 +31,14 @@ from tnefparse import TNEF  # type: ignore[import-untyped]
 
 from parsers.archives import detect_archive_format, list_archive
 from parsers.attachments import classify_attachment, sanitize_filename
-from parsers.charsets import canonical_codec, decode_bytes
+from parsers.bounce_rules import bounce_families
+from parsers.charsets import (
+    SINGLE_BYTE_CYRILLIC,
+    canonical_codec,
+    decode_bytes,
+    decode_declared,
+    guess_codec,
+)
 from parsers.html_text import html_to_text
 from parsers.identity import normalize_message_id
 from parsers.quotes import split_reply
@@ -66,16 +73,18 @@ KEPT_HEADERS = frozenset({
     "x-autoreply", "x-autorespond", "x-auto-response-suppress", "return-path", "x-loop",
     "x-maild-loop", "authentication-results", "content-type", "x-mailer", "user-agent",
     "x-failed-recipients", "delivered-to", "received", "resent-from", "resent-message-id",
-})  # fmt: skip
+}) | frozenset(name for family in bounce_families() for name in family.headers)  # fmt: skip
 MAX_MIME_DEPTH = MAX_DEPTH  # one bound for both paths: see parsers.streaming.MAX_DEPTH
 _MAX_KEPT_HEADERS = 1000
 """Kept header fields per message (Received lines too); real mail has a few dozen."""
 
 
 _ADDRESS_FALLBACK = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
-# An address we could write back to: something@domain.tld, no spaces, no brackets.
+# A local part, "@" and a domain: a dotted name, one host's name ("root@localhost", which
+# cron and monitoring scripts send as; see parsers.reachability) or an address literal.
 _USABLE_ADDRESS = re.compile(
-    r"[^@\s<>()\[\],;:\\\"]+@[^@\s<>()\[\],;:\\\"]+\.[^@\s<>()\[\],;:\\\".]+"
+    r"[^@\s<>()\[\],;:\\\"]+@(?:[^@\s<>()\[\],;:\\\".]+(?:\.[^@\s<>()\[\],;:\\\".]+)*"
+    r"|\[[0-9A-Fa-f:.]+\])"
 )
 _UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")
 
@@ -85,10 +94,12 @@ def clean_text(text: str) -> str:
     return _UNSAFE_TEXT.sub("\ufffd", text) if _UNSAFE_TEXT.search(text) else text
 
 
-def resolve_8bit(value: str) -> str:
-    """Raw 8-bit header bytes (RFC 6532 UTF-8, or a legacy charset nobody declared) to text."""
+def resolve_8bit(value: str, undeclared: str = "") -> str:
+    """Raw 8-bit header bytes (RFC 6532 UTF-8, or a legacy charset nobody declared) to text;
+    `undeclared` is the codec the message's undeclared text reads best in (`guess_codec`)."""
     if any("\udc80" <= char <= "\udcff" for char in value):
-        return decode_bytes(value.encode("ascii", "surrogateescape"), None)[0]
+        data = value.encode("ascii", "surrogateescape")
+        return decode_bytes(data, None, undeclared=undeclared)[0]
     return value
 
 
@@ -133,9 +144,12 @@ def _decode_header_value(value: str) -> str:
             pieces.append(chunk)
             continue
         codec = canonical_codec(charset)
+        if codec in SINGLE_BYTE_CYRILLIC:  # every byte decodes; the table may still be wrong
+            pieces.append(decode_bytes(chunk, charset)[0])
+            continue
         if codec and codec != "ascii":
             try:
-                pieces.append(chunk.decode(codec))
+                pieces.append(decode_declared(chunk, codec))
             except UnicodeDecodeError:
                 # A word that does not decode in the charset it names is damaged (bad
                 # base64, truncated): show it as it came rather than invent letters.
@@ -203,6 +217,8 @@ class _BodyCollector:
     """Shared by a forwarded message's collector: the part cap holds for the whole message."""
     slim: SlimMessage | None = None
     cid_references: frozenset[str] = frozenset()
+    undeclared: str = ""
+    """The codec for text parts that declare no charset, chosen once per message."""
     texts: list[str] = field(default_factory=list)
     attachments: list[AttachmentInfo] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
@@ -218,7 +234,7 @@ def _part_text(part: Message, collector: _BodyCollector) -> str:
         charset = part.get_content_charset()
     except (ValueError, LookupError):
         charset = None
-    text, defect = decode_bytes(payload, charset)
+    text, defect = decode_bytes(payload, charset, undeclared=collector.undeclared)
     if defect:
         collector.defects.append(defect)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -757,7 +773,33 @@ def _returned_message_ids(collector: _BodyCollector, text: str) -> tuple[str, ..
     return tuple(dict.fromkeys(item for item in ids if item))
 
 
-def _headers(message: Message) -> tuple[dict[str, list[str]], tuple[tuple[str, str], ...]]:
+def _undeclared_codec(message: Message) -> str:
+    """One reading for all the 8-bit text of a message that names no charset (raw header
+    bytes, text parts without a charset parameter), so that its subject and body agree: a
+    two-word subject alone is too little to tell windows-1251 from koi8-r."""
+    sample = bytearray()
+    for name, value in message.raw_items():
+        if name.lower() in _UNDECLARED_HEADERS:
+            sample += str(value).encode("ascii", "surrogateescape")[:MAX_FIELD_BYTES] + b"\n"
+    for index, part in enumerate(message.walk()):
+        if index >= _UNDECLARED_PARTS or len(sample) >= _UNDECLARED_SAMPLE:
+            break
+        if part.get_content_maintype() != "text" or part.get_param("charset") is not None:
+            continue
+        payload = part.get_payload(decode=True)
+        if isinstance(payload, bytes):
+            sample += payload[:_UNDECLARED_SAMPLE] + b"\n"
+    return guess_codec(bytes(sample)) if not sample.isascii() else ""
+
+
+_UNDECLARED_HEADERS = frozenset({"subject", "from", "to", "cc", "reply-to", "sender"})
+_UNDECLARED_PARTS = 20
+_UNDECLARED_SAMPLE = 64 * 1024
+
+
+def _headers(
+    message: Message, undeclared: str = ""
+) -> tuple[dict[str, list[str]], tuple[tuple[str, str], ...]]:
     """The kept headers by name, and decoded in their order (Authentication-Results are
     believed by their place among the Received lines, see threading_rules.authenticity)."""
     raw: dict[str, list[str]] = {}
@@ -765,7 +807,7 @@ def _headers(message: Message) -> tuple[dict[str, list[str]], tuple[tuple[str, s
     for name, value in message.raw_items():
         key = name.lower()
         if key in KEPT_HEADERS and len(ordered) < _MAX_KEPT_HEADERS:
-            text = resolve_8bit(str(value)[:MAX_FIELD_BYTES])
+            text = resolve_8bit(str(value)[:MAX_FIELD_BYTES], undeclared)
             raw.setdefault(key, []).append(text)
             ordered.append((key, text if key == "received" else decode_header_value(text)))
     return raw, tuple(ordered)
@@ -802,11 +844,12 @@ def parse_message(
         else:
             raw = raw.read_all()
     message = _parse_bytes(raw)
-    raw_headers, headers = _headers(message)
+    undeclared = _undeclared_codec(message)
+    raw_headers, headers = _headers(message, undeclared)
     decoded = dict(headers[::-1])  # first occurrence wins
     collector = _BodyCollector(
         sink=sink, budget=budget, parts=PartCount(budget.max_parts), slim=slim,
-        cid_references=_cid_references(message),
+        cid_references=_cid_references(message), undeclared=undeclared,
     )  # fmt: skip
     _walk(message, collector, want_text=True, depth=0)
     _refuse_parts_past_cap(collector, slim)
