@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import islice
 
+from parsers import reply_markers as markers
+
 __all__ = ["ReplyParts", "shared_passage", "split_reply"]
 
 # Attribution and header lines are short; longer lines are prose and skip the regexes.
@@ -30,7 +32,9 @@ _MAX_MARKER_CHARS = 300
 # An attribution wrapped by the client spans at most this many lines.
 _MAX_ATTRIBUTION_LINES = 3
 # Outlook header lines that may follow "From:" (a split "From:" value takes one more line).
-_HEADER_LOOKAHEAD = 5
+_HEADER_LOOKAHEAD = 6
+# Lines searched for the attribution that makes a repeated "SQL> " prefix a quote.
+_MAX_ATTRIBUTION_SCAN = 2000
 # Blank lines allowed between an attribution line and the '>' block it introduces.
 _ATTRIBUTION_GAP = 2
 # Non-blank lines a bare "--" may be followed by (grep output also has "--" lines).
@@ -40,64 +44,87 @@ _MAX_SIGNATURE_LINE = 100
 # Under a weak sign-off ("Thanks,") only a name and contacts: shorter, no sentence ending.
 _MAX_WEAK_LINE = 60
 
+
+def _words(phrases: Iterable[str]) -> str:
+    """One alternation of phrases, longest first, spaces matching any run of spaces."""
+    ordered = sorted(set(phrases), key=len, reverse=True)
+    return "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in ordered)
+
+
+_SPACE = r"[\s\u00a0\u202f]"
+# "-----Original Message-----", "---------- Forwarded message ---------", and the forward
+# openers of Apple Mail ("Begin forwarded message:") in every language of the desk.
 _SEPARATOR = re.compile(
-    r"^\s*(?:[-_=*]{2,}\s*(?:original message|исходное сообщение|forwarded message|"
-    r"пересылаемое сообщение|перенаправленное сообщение)\s*[-_=*]{2,}|"
-    r"begin forwarded message:|начало переадресованного сообщения:)\s*$",
+    rf"^\s*(?:[-_=*]{{2,}}{_SPACE}*(?:{_words(markers.BANNER_WORDS)}){_SPACE}*[-_=*]*|"
+    rf"(?:{_words(markers.FORWARD_OPENERS)}){_SPACE}*:)\s*$",
     re.IGNORECASE,
 )
 _RULE_LINE = re.compile(r"^\s*(?:_{10,}|-{10,}|={10,})\s*$")
-_FROM_LINE = re.compile(r"^\s*\*?(?:from|от)\s*:\*?\s*\S", re.IGNORECASE)
-_HEADER_LINE = re.compile(
-    r"^\s*\*?(?:sent|date|to|subject|cc|отправлено|дата|кому|тема|копия)\s*:", re.IGNORECASE
-)
-_DATE_HEADER = re.compile(r"^\s*\*?(?:sent|date|отправлено|дата)\s*:", re.IGNORECASE)
-_VERB_END = re.compile(
-    r"\b(?:wrote|writes|пишет|написала?|написал\s?\(-?а\))\s*:$",
+# A header line of Outlook's block: "From:", "*Von:*", "De :" (French space, often NBSP).
+_HEADER_LABEL = re.compile(
+    rf"^\s*\*{{0,2}}(?P<label>{_words(w for ws in markers.HEADER_LABELS.values() for w in ws)})"
+    rf"\*{{0,2}}{_SPACE}*\*{{0,2}}:\*{{0,2}}(?:{_SPACE}|$)",
     re.IGNORECASE,
 )
-_ON_START = re.compile(r"^on\s", re.IGNORECASE)
+_LABEL_ROLE = {label: role for role, labels in markers.HEADER_LABELS.items() for label in labels}
+_WROTE = re.compile(rf"(?<!\w)(?:{_words(markers.WROTE)})(?!\w)", re.IGNORECASE)
+_WROTE_END = re.compile(rf"(?<!\w)(?:{_words(markers.WROTE)}){_SPACE}*:$", re.IGNORECASE)
+_ON_START = re.compile(rf"^(?:{_words(markers.ATTRIBUTION_OPENERS)})\s", re.IGNORECASE)
 # The Bat!: "Вы писали 3 марта 2025 г., 10:00:01:" or "Monday, March 3, 2025, 10:00:01 AM,
 # you wrote:".
 _BAT_ATTRIBUTION = re.compile(
-    r"^(?:(?:вы\s+писали|you\s+wrote)\s.*|.*,\s*you\s+wrote)\s*:$", re.IGNORECASE
+    r"^(?:(?:вы\s+писали|you\s+wrote|vous\s+avez\s+écrit)\s.*|"
+    r".*,\s*(?:you\s+wrote|vous\s+avez\s+écrit|вы\s+писали))\s*:$",
+    re.IGNORECASE,
 )
 # The Bat! may quote with the author's initials or name: "ИП> ", "Архаров Виталий М.> ".
 _NAMED_QUOTE = re.compile(r"^\s*[A-ZА-ЯЁ][^\W\d_]{0,20}(?:[ .'-]{1,2}[^\W\d_]{1,20}){0,3}\.?>")
-# How an attribution begins: "On", a weekday (Gmail RU, Mail.ru), a date or a time.
+# Initials quoting anywhere ("JD> ", "C> "); the prefix must repeat (see _quote_marks).
+_INITIALS_QUOTE = re.compile(r"^\s*([A-ZА-ЯЁІЇЄҐ][A-Za-zА-Яа-яЁёІіЇїЄєҐґ]{0,2})>")
+# How an attribution begins: an opener word ("On", "Am", "Le", "W dniu"), a weekday with
+# its comma or dot (Gmail RU "пн,", PL "pt.,"), a date or a time.
 _ATTRIBUTION_START = re.compile(
-    r"^(?:on\s|(?:пн|вт|ср|чт|пт|сб|вс)\b|(?:понедельник|вторник|среда|четверг|пятница|суббота|"
-    r"воскресенье)\b|\d{1,2}[./]\d{1,2}[./]\d{2,4}|\d{1,2}:\d{2}|\d{1,2}\s+(?:янв|фев|мар|апр|"
-    r"ма[йя]|июн|июл|авг|сен|окт|ноя|дек|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))",
+    rf"^(?:{_words(markers.ATTRIBUTION_OPENERS)})\s|"
+    rf"^(?:{_words(markers.WEEKDAYS)})[.,]|"
+    r"^\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|^\d{1,2}:\d{2}|^\d{1,2}\.?\s+[^\W\d_]{3,}",
     re.IGNORECASE,
 )
+_DATE_START = re.compile(r"^\d{1,2}[./-]\d{1,2}[./-]\d{2,4}")
 _DIGIT = re.compile(r"\d")
 _TIME = re.compile(r"(?<!\d)\d{1,2}:\d{2}(?!\d)")
 _YEAR = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)")
-_ADDRESS_TOKEN = re.compile(r"<?[\w.+-]+@[\w-]+(?:\.[\w-]+)+>?")
+_ADDRESS_TOKEN = re.compile(r"[(<\[]?(?:mailto:)?[\w.+-]+@[\w-]+(?:\.[\w-]+)+[)>\]]?")
+# A name written after a sign-off on its line: "Cheers, John", "Gruß Klaus Becker".
+_NAME_AFTER = r"[,.!]?\s+[A-ZÀ-ÞА-ЯЁІЇЄҐ][^\s,]*(?:\s+[A-ZÀ-ÞА-ЯЁІЇЄҐ][^\s,]*){0,3}[.!]?"
+_THANKS_WORDS = tuple(
+    p for p in markers.SIGN_OFFS
+    if re.match(
+        r"(?:спасибо|заранее|благодарю|дякую|заздалегідь|thank|many|danke|vielen|merci|"
+        r"gracias|muchas|obrigad|muito|grazie|dziękuję|dzięki|z góry|bedankt|dank|alvast)", p
+    )
+)  # fmt: skip
+_REGARDS_WORDS = tuple(p for p in markers.SIGN_OFFS if p not in _THANKS_WORDS)
+# "Best regards," / "С уважением, Иван Петров, ООО «Ромашка»" / "Gruß Klaus Becker".
 _STRONG_SIGN_OFF = re.compile(
-    r"^\s*(?:с\s+уважением|з\s+повагою|с\s+наилучшими\s+пожеланиями|всего\s+(?:доброго|хорошего)|"
-    r"(?:best|kind|warm)\s+regards|regards|best\s+wishes|(?:yours\s+)?sincerely|cheers)"
-    r"\s*(?:[,.!]\s*(?:[^\W\d_][\w .,«»\"'-]{0,60})?)?$",
+    rf"^\s*(?:{_words(_REGARDS_WORDS)})(?:\s*[,.!]?\s*|{_NAME_AFTER}|"
+    r"\s*[,.!]\s*[^\W\d_][\w .,«»\"'-]{0,60})$",
     re.IGNORECASE,
 )
+# "Thanks," / "Спасибо!" / "Danke, Markus": a thanks followed by prose is a sentence.
 _WEAK_SIGN_OFF = re.compile(
-    r"^\s*(?:спасибо|заранее\s+спасибо|спасибо\s+заранее|благодарю|thanks|many\s+thanks|"
-    r"thank\s+you)\s*[,.!]?\s*$",
-    re.IGNORECASE,
+    rf"^\s*(?:{_words(_THANKS_WORDS)})(?:\s*[,.!]?\s*|{_NAME_AFTER})$", re.IGNORECASE
 )
-# "Sent from ..." plus a few words, one of them naming a device or a mail app; a comma
-# means a sentence ("Sent from my desk, is easier than my phone."). A link may follow.
+_SIGN_OFF_PHRASE = re.compile(rf"^\s*(?:{_words(markers.SIGN_OFFS)})(?!\w)", re.IGNORECASE)
 _MOBILE_FOOTER = re.compile(
-    r"^\s*(?:(?:get|получить|скачать)\s+outlook\s+(?:for|для)\s+\w+|"
-    r"(?:sent\s+(?:from|with|via)|отправлено\s+(?:с|со|из|через))"
-    r"(?=.*(?:iphone|ipad|android|mobile|phone|galaxy|samsung|outlook|yahoo|mail|windows|"
-    r"blackberry|device|tablet|мобильн|яндекс|почт|приложени|устройств|huawei|xiaomi|смартфон|"
-    r"телефон|планшет))(?:\s+[^\s,;]+){1,5})"
+    rf"^\s*(?:(?:{_words(markers.FOOTER_OPENERS)})(?:\s+[^\s,;]+){{1,6}}|"
+    rf"(?:von\s+meinem|vanaf\s+mijn|da\s+mio|z\s+mojego)\s+\S+(?:\s+\S+)?\s+"
+    rf"(?:{_words(markers.FOOTER_CLOSERS)}))"
     r"\s*(?:<[^\s>]*>)?\s*[.!]?\s*$",
     re.IGNORECASE,
 )
+_FOOTER_DEVICE = re.compile(rf"(?:{_words(markers.FOOTER_DEVICES)})", re.IGNORECASE)
 _POSTSCRIPT = re.compile(r"^\s*(?:p\.?\s?s\b|п\.?\s?с\b|зы\b)", re.IGNORECASE)
+_NAME_LINE_BAN = re.compile(r"[\d@:/]|www\.|https?:", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +147,7 @@ class _SignOff:
 
 _STRONG = _SignOff(min_lines=1, max_lines=10, weak=False)
 _FOOTER = _SignOff(min_lines=1, max_lines=4, weak=False)
-_WEAK = _SignOff(min_lines=2, max_lines=4, weak=True)
+_WEAK = _SignOff(min_lines=1, max_lines=4, weak=True)
 # A closing block never has more lines than the strongest sign-off allows.
 _TAIL_WINDOW = _STRONG.max_lines
 
@@ -186,12 +213,49 @@ def _clean(lines: list[str]) -> str:
 
 
 def _quote_marks(lines: list[str]) -> list[bool]:
-    """'>' lines; below a The Bat! attribution also its "ИП> " lines (only there: "Mysql> ...")."""
+    """Which lines are quoted: '>' lines; "| " bars; initials ("JD> ") that repeat; below a
+    The Bat! attribution also its "ИП> " and "Архаров Виталий М.> " lines (only there:
+    "Mysql> ..." in a bug report is the sender's own)."""
     bat = next((index for index, line in enumerate(lines) if _is_bat_attribution(line)), len(lines))
-    return [
-        line.lstrip().startswith(">") or (index > bat and _NAMED_QUOTE.match(line) is not None)
-        for index, line in enumerate(lines)
-    ]
+    bars = [_is_bar(line) for line in lines]
+    has_bars = sum(bars) >= 2
+    initials = [_initials(line) for line in lines]
+    repeated = {p for p in initials if p and initials.count(p) >= 2}
+    below_attribution = _first_attribution(lines)
+    marks = []
+    for index, line in enumerate(lines):
+        prefix = initials[index]
+        marks.append(
+            line.lstrip().startswith(">")
+            or (has_bars and bars[index])
+            or (index > bat and _NAMED_QUOTE.match(line) is not None)
+            or (
+                prefix in repeated and (len(prefix) <= 2 or index > below_attribution)  # type: ignore[arg-type]
+            )
+        )
+    return marks
+
+
+def _is_bar(line: str) -> bool:
+    """ "| text" from old clients and gateways; a "| a | b |" table row is not a quote."""
+    stripped = line.strip()
+    return stripped == "|" or (stripped.startswith("| ") and not stripped.endswith("|"))
+
+
+def _initials(line: str) -> str | None:
+    if len(line) > _MAX_MARKER_CHARS * 4:
+        return None
+    found = _INITIALS_QUOTE.match(line)
+    return found.group(1) if found else None
+
+
+def _first_attribution(lines: list[str]) -> int:
+    for index, line in enumerate(lines[:_MAX_ATTRIBUTION_SCAN]):
+        stripped = line.strip()
+        is_marker = stripped.endswith(":") and len(stripped) <= _MAX_MARKER_CHARS
+        if is_marker and (_is_attribution(stripped) or _WROTE_END.search(stripped)):
+            return index
+    return len(lines)
 
 
 def _is_bat_attribution(line: str) -> bool:
@@ -213,48 +277,65 @@ def _attribution_span(lines: list[str], index: int, quoted: list[bool]) -> int:
         return 0
     if line.endswith(":"):
         return 1 if _is_attribution(line) else 0
-    return _wrapped_span(lines, index, quoted) if _ATTRIBUTION_START.match(line) else 0
+    if _ATTRIBUTION_START.match(line) and _DIGIT.search(line):
+        return _wrapped_span(lines, index, quoted)
+    return 0
 
 
 def _wrapped_span(lines: list[str], index: int, quoted: list[bool]) -> int:
-    """Gmail wraps a long attribution (often inside the <address>), Apple Mail over 3 lines.
+    """Gmail wraps a long attribution (inside the date, inside the <address>, or before
+    "schrieb:"), Apple Mail over 3 lines.
 
-    Lines are joined until one ends with ':'; if that line is a whole attribution by itself,
-    the lines above it are the sender's prose, not its beginning.
+    Lines are joined until one ends with ':'; if a later line starts an attribution of its
+    own, the lines above it are the sender's prose, not its beginning.
     """
     joined = lines[index].strip()
     for below in range(index + 1, min(index + _MAX_ATTRIBUTION_LINES, len(lines))):
         line = lines[below].strip()
-        if quoted[below] or not line:
+        if quoted[below] or not line or _starts_alone(lines, below):
             return 0
         joined = f"{joined} {line}"
         if len(joined) > _MAX_MARKER_CHARS:
             return 0
         if line.endswith(":"):
-            return below - index + 1 if _is_wrapped(joined, line) else 0
+            return below - index + 1 if _is_attribution(joined) else 0
     return 0
 
 
-def _is_wrapped(joined: str, last: str) -> bool:
-    starts_alone = _ATTRIBUTION_START.match(last) is not None and _is_attribution(last)
-    return not starts_alone and _is_attribution(joined)
+def _starts_alone(lines: list[str], index: int) -> bool:
+    """An attribution (one line, or wrapped from here) begins on this line by itself."""
+    line = lines[index].strip()
+    if not _ATTRIBUTION_START.match(line):
+        return False
+    if line.endswith(":"):
+        return _is_attribution(line)
+    joined = line
+    for below in lines[index + 1 : index + _MAX_ATTRIBUTION_LINES]:
+        joined = f"{joined} {below.strip()}"
+        if below.strip().endswith(":"):
+            return _is_attribution(joined)
+    return False
 
 
 def _is_attribution(line: str) -> bool:
-    """A line that names who wrote the quote below, in any client's wording, RU or EN.
+    """A line that names who wrote the quote below, in any client's wording.
 
-    A verb ending ("wrote:", "пишет:", "написал(а):") also needs "On ... <digit>", a time or an
-    address, so "My colleague wrote:" in prose stays; Gmail RU, Yandex and Mail.ru have no verb
-    and end in an address plus ':' after a date and time; The Bat! starts "Вы писали" and
-    ends in a time.
+    A verb ("wrote", "schrieb", "a écrit", "napisał(a)", "пишет") also needs "On ... <digit>",
+    a time or an address, so "My colleague wrote:" in prose stays; Gmail RU/UK, Yandex and
+    Mail.ru have no verb and end in an address plus ':' after a date and time; Thunderbird
+    UK writes only "03.03.25 10:15, Name:"; The Bat! starts "Вы писали" and ends in a time.
     """
+    if not line.endswith(":"):
+        return False
     has_time = _TIME.search(line) is not None
     if _BAT_ATTRIBUTION.match(line):
         return _is_bat_attribution(line)
-    if _VERB_END.search(line):
+    if _WROTE.search(line):
         is_on_date = _ON_START.match(line) is not None and _DIGIT.search(line) is not None
         return is_on_date or has_time or "@" in line
-    return has_time and _ends_with_address(line)
+    if has_time and _ends_with_address(line):
+        return True
+    return has_time and _DATE_START.match(line) is not None and _ends_with_name(line)
 
 
 def _ends_with_address(line: str) -> bool:
@@ -262,19 +343,43 @@ def _ends_with_address(line: str) -> bool:
     return bool(words) and _ADDRESS_TOKEN.fullmatch(words[-1]) is not None
 
 
-def _is_header_block(lines: list[str], index: int) -> bool:
-    """Outlook's "From:/От:" starts the quote only above a date and one more header line.
+def _ends_with_name(line: str) -> bool:
+    """ "03.03.25 10:15, Іван Петренко:": after the last comma a short name, no digits."""
+    _, comma, name = line[:-1].rpartition(",")
+    words = name.split()
+    return bool(comma) and 0 < len(words) <= 5 and not _DIGIT.search(name)
 
-    Outlook always writes "Sent:" (or "Дата:"); a lone "Тема:" under "От: отдела продаж
-    пришёл запрос" is still prose.
+
+def _header_role(line: str) -> str | None:
+    if len(line) > _MAX_MARKER_CHARS * 4:
+        return None
+    found = _HEADER_LABEL.match(line[:_MAX_MARKER_CHARS])
+    return _LABEL_ROLE.get(" ".join(found.group("label").lower().split())) if found else None
+
+
+def _is_header_block(lines: list[str], index: int) -> bool:
+    """Outlook's header block in any language: a From (or, on GMX, a Sent) line with at
+    least two more header roles right under it, From among them and a date or a subject.
+
+    A lone "Тема:" under "От: отдела продаж пришёл запрос" is still prose.
     """
-    line = lines[index]
-    if len(line) > _MAX_MARKER_CHARS or not _FROM_LINE.match(line):
+    role = _header_role(lines[index])
+    if role not in ("from", "date"):
         return False
-    window = lines[index + 1 : index + 1 + _HEADER_LOOKAHEAD]
-    # A header's name is at the start; a long "To:" list need not be read to the end.
-    headers = [below for below in window if _HEADER_LINE.match(below, 0, _MAX_MARKER_CHARS)]
-    return len(headers) >= 2 and any(_DATE_HEADER.match(below) for below in headers)
+    roles = {role}
+    unlabelled = 0
+    for below in lines[index + 1 : index + 1 + _HEADER_LOOKAHEAD]:
+        found = _header_role(below)
+        if found:
+            roles.add(found)
+            unlabelled = 0
+        elif below.strip():
+            unlabelled += 1  # a wrapped value ("From: Name\n<address>")
+            if unlabelled > 1:
+                break
+        else:
+            break
+    return "from" in roles and len(roles) >= 3 and bool(roles & {"date", "subject"})
 
 
 def _find_cut(lines: list[str], quoted: list[bool], spans: list[int]) -> int:
@@ -367,7 +472,7 @@ def _intro_span(head: list[str], quoted: list[bool], spans: list[int], index: in
     span = spans[index]
     if not span:
         line = head[index].strip()
-        span = int(len(line) <= _MAX_MARKER_CHARS and _VERB_END.search(line) is not None)
+        span = int(len(line) <= _MAX_MARKER_CHARS and _WROTE_END.search(line) is not None)
     return span if span and _quote_follows(head, quoted, index + span) else 0
 
 
@@ -411,29 +516,62 @@ def _is_short_block(block: list[str]) -> bool:
 
 
 def _closing_start(lines: list[str]) -> int:
-    """First line among the last few that opens a closing block (sign-off, mobile footer).
+    """Where the closing block's signature begins: under a sign-off and the name below it
+    (the sign-off is the sender's words, issue 14), or at a mobile footer.
 
-    Never the first line of the text: "Спасибо\n\nОтправлено с iPhone" is a thanks, then a
-    footer.
+    Never from the first line of the text: "Спасибо\n\nОтправлено с iPhone" is a thanks,
+    then a footer.
     """
     first = next((index for index, line in enumerate(lines) if line.strip()), len(lines))
     from_bottom = (index for index in range(len(lines) - 1, first, -1) if lines[index].strip())
     for index in reversed(list(islice(from_bottom, _TAIL_WINDOW))):
         sign_off = _sign_off_kind(lines[index])
-        if sign_off is not None and _is_closing_block(lines[index:], sign_off):
-            return index
+        if sign_off is None:
+            continue
+        if sign_off is _FOOTER:
+            if _is_closing_block(lines[index:], sign_off):
+                return index
+            continue
+        after = _after_name(lines, index)
+        if sign_off.weak and after == index + 1 and not _names_someone(lines[index]):
+            continue  # "Thanks!" then a sentence: a thanks, not a sign-off with a name
+        if _is_closing_block(lines[after - 1 :], _STRONG):
+            return after if any(line.strip() for line in lines[after:]) else len(lines)
     return len(lines)
+
+
+def _after_name(lines: list[str], index: int) -> int:
+    """The line after a sign-off and the name that belongs to it ("Cheers,\nJohn", or
+    "Gruß Klaus Becker" on one line)."""
+    after = index + 1
+    if not _names_someone(lines[index]):
+        below = next((i for i in range(after, len(lines)) if lines[i].strip()), None)
+        if below is not None and _is_name_line(lines[below]):
+            after = below + 1
+    return after
+
+
+def _names_someone(line: str) -> bool:
+    """Words after the sign-off phrase on its line ("Cheers, John")."""
+    found = _SIGN_OFF_PHRASE.match(line)
+    return found is not None and any(char.isalpha() for char in line[found.end() :])
+
+
+def _is_name_line(line: str) -> bool:
+    text = line.strip()
+    short = len(text) <= _MAX_WEAK_LINE and len(text.split()) <= 5
+    return short and not _NAME_LINE_BAN.search(text)
 
 
 def _sign_off_kind(line: str) -> _SignOff | None:
     if len(line) > _MAX_SIGNATURE_LINE:
         return None
-    if _STRONG_SIGN_OFF.match(line):
-        return _STRONG
-    if _MOBILE_FOOTER.match(line):
+    if _MOBILE_FOOTER.match(line) and _FOOTER_DEVICE.search(line):
         return _FOOTER
     if _WEAK_SIGN_OFF.match(line):
         return _WEAK
+    if _STRONG_SIGN_OFF.match(line):
+        return _STRONG
     return None
 
 

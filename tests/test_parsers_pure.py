@@ -79,7 +79,7 @@ QUOTE_CASES = [
     ("yandex", "Принято.\n\n03.03.2025, 10:15, \"SIS Support\" <info@sis.ru>:\n> старое", "Принято."),
     ("mailru", "Понял\n\nПонедельник, 3 марта 2025, 10:15 +03:00 от SIS Support <info@sis.ru>:\n> old", "Понял"),
     ("signature_dash", "Текст\n-- \nИван\n+7 900", "Текст"),
-    ("sign_off_ru", "Проблема решена.\n\nС уважением,\nИван Петров\nООО Ромашка", "Проблема решена."),
+    ("sign_off_ru", "Проблема решена.\n\nС уважением,\nИван Петров\nООО Ромашка", "Проблема решена.\n\nС уважением,\nИван Петров"),
     ("iphone_footer", "Текст\n\nОтправлено с iPhone", "Текст"),
     ("prose_from", "From: the log I see a timeout.\nPlease check.", "From: the log I see a timeout.\nPlease check."),
     ("only_quote", "> старое письмо\n> целиком", "> старое письмо\n> целиком"),
