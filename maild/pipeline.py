@@ -44,6 +44,7 @@ from parsers.checklist import find_checklist_facts, merge_present, missing_from
 from parsers.classify import message_facts
 from parsers.identity import MessageIdentity, identify_message
 from parsers.message import parse_message
+from parsers.quotes import cut_own_mail
 from parsers.rawmail import RawMail
 from parsers.reachability import why_unanswerable
 from parsers.types import StoredBlob
@@ -346,11 +347,14 @@ def stage_store(pipeline: Pipeline, work: Work) -> IngestResult | None:
                 session, "status_changed", "client_replied", ticket_id=work.ticket.id,
                 actor=sender.email, detail={"old": old, "new": "open"},
             )  # fmt: skip
-    work.message = _store_message(pipeline, work, work.ticket, visibility="public", kind="mail")
+    own_text = _without_our_mail(session, work.ticket, parsed.new_text)
+    work.message = _store_message(
+        pipeline, work, work.ticket, visibility="public", kind="mail", text=own_text
+    )
     work.ticket.checklist = merge_present(
         work.ticket.checklist,
         find_checklist_facts(
-            parsed.new_text or parsed.full_text,
+            own_text or parsed.full_text,
             (a.kind for a in parsed.attachments if not a.refused),
         ),
     )
@@ -516,8 +520,22 @@ def _open_ticket(pipeline: Pipeline, work: Work) -> Ticket:
     return ticket
 
 
+def _without_our_mail(session: Session, ticket: Ticket, text: str) -> str:
+    """A client's text without our own earlier mail to this ticket pasted back under it
+    with no '>' (quote stripping cannot see such a quote; we know what we sent)."""
+    if ticket.id is None or not text:
+        return text
+    return cut_own_mail(text, repo.recent_outgoing_texts(session, ticket.id))
+
+
 def _store_message(
-    pipeline: Pipeline, work: Work, ticket: Ticket, *, visibility: str, kind: str
+    pipeline: Pipeline,
+    work: Work,
+    ticket: Ticket,
+    *,
+    visibility: str,
+    kind: str,
+    text: str | None = None,
 ) -> Message:
     parsed = work.parsed
     parsed = known(parsed)
@@ -538,7 +556,7 @@ def _store_message(
         subject=parsed.subject,
         sent_at=parsed.date,
         created_at=pipeline.clock.now(),
-        text=parsed.new_text,
+        text=parsed.new_text if text is None else text,
         full_text=parsed.full_text,
     )
     work.session.add(message)

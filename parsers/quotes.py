@@ -25,7 +25,7 @@ from itertools import islice
 
 from parsers import reply_markers as markers
 
-__all__ = ["ReplyParts", "shared_passage", "split_reply"]
+__all__ = ["ReplyParts", "cut_own_mail", "shared_passage", "split_reply"]
 
 # Attribution and header lines are short; longer lines are prose and skip the regexes.
 _MAX_MARKER_CHARS = 300
@@ -60,6 +60,8 @@ _SEPARATOR = re.compile(
     re.IGNORECASE,
 )
 _RULE_LINE = re.compile(r"^\s*(?:_{10,}|-{10,}|={10,})\s*$")
+# Any line of dashes, underscores or the like: above a paste of our mail it separates.
+_SHORT_RULE = re.compile(r"^\s*[-_=*~]{3,}\s*$")
 # A header line of Outlook's block: "From:", "*Von:*", "De :" (French space, often NBSP).
 _HEADER_LABEL = re.compile(
     rf"^\s*\*{{0,2}}(?P<label>{_words(w for ws in markers.HEADER_LABELS.values() for w in ws)})"
@@ -195,6 +197,47 @@ def shared_passage(
         return None
     known = {run for other in elsewhere for run in _runs(other, words)}
     return next((" ".join(run) for run in candidates if run not in known), None)
+
+
+def cut_own_mail(text: str, sources: Iterable[str], *, words: int = 8) -> str:
+    """`text` above the first line that begins a passage of `sources` (our own earlier mail
+    to this ticket, pasted back without '>' by a client that quotes that way), without the
+    attribution, header or rule lines right above that line.
+
+    The text is returned unchanged when no line begins such a passage, or when nothing of
+    the sender's own would remain (a client may answer with our words only).
+    """
+    known = {run for source in sources for run in _runs(source, words)}
+    if not known:
+        return text
+    lines = text.split("\n")
+    found = [_WORD.findall(line.casefold()) for line in lines]
+    flat = [word for line_words in found for word in line_words]
+    position = 0
+    for index, line_words in enumerate(found):
+        if line_words and tuple(flat[position : position + words]) in known:
+            return _above_own_mail(lines, index) or text
+        position += len(line_words)
+    return text
+
+
+def _above_own_mail(lines: list[str], index: int) -> str:
+    """The lines above `index`, less the blank, attribution and header lines that introduce
+    the pasted mail."""
+    while index > 0:
+        line = lines[index - 1].strip()
+        introduces = (
+            not line
+            or _header_role(line) is not None
+            or _SEPARATOR.match(line) is not None
+            or _SHORT_RULE.match(line) is not None
+            or (line.endswith(":") and _is_attribution(line))
+            or _WROTE_END.search(line) is not None
+        )
+        if not introduces:
+            break
+        index -= 1
+    return _clean(lines[:index])
 
 
 _WORD = re.compile(r"\w+")

@@ -389,6 +389,22 @@ def ticket_files(session: Session, ticket_id: int) -> list[Attachment]:
     )
 
 
+def recent_outgoing_texts(session: Session, ticket_id: int, limit: int = 20) -> list[str]:
+    """What we sent to this ticket's client side lately (acknowledgements, answers,
+    notices to the client), newest first: a client may paste it back unquoted."""
+    return list(
+        session.scalars(
+            select(Message.text)
+            .where(
+                Message.ticket_id == ticket_id, Message.direction == "out",
+                Message.visibility == "public", Message.text.is_not(None),
+            )
+            .order_by(Message.id.desc())
+            .limit(limit)
+        )
+    )  # fmt: skip
+
+
 def latest_client_message(session: Session, ticket_id: int) -> Message | None:
     """What an engineer's answer replies to, for the client's mail program to thread it."""
     return session.scalars(
