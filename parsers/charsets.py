@@ -25,7 +25,8 @@ _ALIASES = {
 # Labels that clients put on text they did not check: high bytes under them are suspect.
 _WEAK_LABELS = frozenset({"", "ascii", "latin-1", "iso8859-1", "cp1252"})
 _LATIN_LABELS = frozenset({"latin-1", "iso8859-1", "cp1252"})
-_CYRILLIC_GUESSES = ("cp1251", "koi8-r", "cp866")
+# koi8-u reads koi8-r text the same and Ukrainian letters besides (in koi8-r box-drawing places).
+_CYRILLIC_GUESSES = ("cp1251", "koi8-u", "cp866")
 SINGLE_BYTE_CYRILLIC = frozenset(
     {"cp1251", "koi8-r", "koi8-u", "cp866", "iso8859-5", "mac-cyrillic"}
 )

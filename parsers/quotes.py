@@ -108,14 +108,12 @@ _THANKS_WORDS = tuple(
 _REGARDS_WORDS = tuple(p for p in markers.SIGN_OFFS if p not in _THANKS_WORDS)
 # "Best regards," / "С уважением, Иван Петров, ООО «Ромашка»" / "Gruß Klaus Becker".
 _STRONG_SIGN_OFF = re.compile(
-    rf"^\s*(?:{_words(_REGARDS_WORDS)})(?:\s*[,.!]?\s*|{_NAME_AFTER}|"
-    r"\s*[,.!]\s*[^\W\d_][\w .,«»\"'-]{0,60})$",
-    re.IGNORECASE,
+    rf"^\s*(?i:{_words(_REGARDS_WORDS)})(?:\s*[,.!]?\s*|{_NAME_AFTER}|"
+    r"\s*[,.!]\s*[^\W\d_][\w .,«»\"'-]{0,60})$"
 )
-# "Thanks," / "Спасибо!" / "Danke, Markus": a thanks followed by prose is a sentence.
-_WEAK_SIGN_OFF = re.compile(
-    rf"^\s*(?:{_words(_THANKS_WORDS)})(?:\s*[,.!]?\s*|{_NAME_AFTER})$", re.IGNORECASE
-)
+# "Thanks," / "Спасибо!" / "Danke, Markus": a thanks followed by prose is a sentence. The
+# phrase in any case, the name after it capitalised: no IGNORECASE on the whole pattern.
+_WEAK_SIGN_OFF = re.compile(rf"^\s*(?i:{_words(_THANKS_WORDS)})(?:\s*[,.!]?\s*|{_NAME_AFTER})$")
 _SIGN_OFF_PHRASE = re.compile(rf"^\s*(?:{_words(markers.SIGN_OFFS)})(?!\w)", re.IGNORECASE)
 _MOBILE_FOOTER = re.compile(
     rf"^\s*(?:(?:{_words(markers.FOOTER_OPENERS)})(?:\s+[^\s,;]+){{1,6}}|"
@@ -125,6 +123,7 @@ _MOBILE_FOOTER = re.compile(
     re.IGNORECASE,
 )
 _FOOTER_DEVICE = re.compile(rf"(?:{_words(markers.FOOTER_DEVICES)})", re.IGNORECASE)
+_DISCLAIMER = re.compile(rf"(?:{_words(markers.DISCLAIMER_WORDS)})", re.IGNORECASE)
 _POSTSCRIPT = re.compile(r"^\s*(?:p\.?\s?s\b|п\.?\s?с\b|зы\b)", re.IGNORECASE)
 _NAME_LINE_BAN = re.compile(r"[\d@:/]|www\.|https?:", re.IGNORECASE)
 
@@ -627,6 +626,8 @@ def _is_closing_block(block: list[str], sign_off: _SignOff) -> bool:
 
 
 def _is_signature_line(line: str, *, weak: bool) -> bool:
+    if _DISCLAIMER.search(line[: _MAX_MARKER_CHARS * 2]) and not weak:
+        return True
     if len(line) > _MAX_SIGNATURE_LINE or line.endswith("?") or _POSTSCRIPT.match(line):
         return False
     return not weak or (len(line) <= _MAX_WEAK_LINE and not line.endswith((".", "!")))

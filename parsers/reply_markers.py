@@ -13,7 +13,8 @@ from __future__ import annotations
 # Verbs of an attribution line ("On ... wrote:", "Am ... schrieb ...:", "Le ... a écrit :").
 WROTE = (
     "wrote", "writes", "you wrote", "schrieb", "schreef", "geschreven", "a écrit", "écrit",
-    "avez écrit", "escribió", "escribio", "escreveu", "ha scritto", "hai scritto", "scritto",
+    "avez écrit", "można przeczytać", "escribió", "escribio", "escreveu", "ha scritto",
+    "hai scritto", "scritto",
     "napisał(a)", "napisał", "napisała", "pisze", "написал(а)", "написал(-а)", "написала",
     "написал", "пишет", "писали", "написав(ла)", "написав", "пише", "писали",
     "skrev", "kirjoitti", "napsal(a)",
@@ -160,7 +161,8 @@ SIGN_OFFS = (
 
 # "Sent from my iPhone" and its kin: a send/get word, then a device or a mail app.
 FOOTER_OPENERS = (
-    "sent from", "sent with", "sent via", "get outlook", "download outlook",
+    "sent from", "sent with", "sent via", "get outlook", "download outlook", "obtenir outlook",
+    "ottieni outlook", "holen sie sich outlook", "outlook für",
     "von meinem", "gesendet von", "gesendet mit", "envoyé de", "envoyé depuis",
     "envoyé avec", "télécharger outlook", "enviado desde", "enviado con", "obtener outlook",
     "descargar outlook", "enviado do", "enviado de", "obter o outlook", "obter outlook",
@@ -179,3 +181,12 @@ FOOTER_DEVICES = (
 )  # fmt: skip
 # Mobile Outlook writes "Von meinem iPhone gesendet": the device first, the verb last.
 FOOTER_CLOSERS = ("gesendet", "verzonden", "verstuurd", "wysłane", "inviato", "envoyé")
+
+# A legal notice under a signature may be one long line; these words say it is one.
+DISCLAIMER_WORDS = (
+    "confidential", "confidentiality", "intended recipient", "disclaimer", "addressee",
+    "privileged", "конфиденц", "адресат", "конфіденц", "vertraulich", "empfänger",
+    "haftungsausschluss", "confidentiel", "destinataire", "confidencial", "destinatario",
+    "confidenziale", "riservat", "destinatário", "poufn", "adresat", "vertrouwelijk",
+    "geadresseerde",
+)  # fmt: skip
