@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -16,6 +17,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from parsers.quotes import split_reply
 from storage.models import OutboxMessage
 from tests.conftest import SHARED, write_config
 
@@ -107,3 +109,29 @@ def test_people_writing_in_get_tickets(corpus_run):
         if any(d["action"] == "new_ticket" for d in decisions[str(CORPUS / row["path"])])
     ]
     assert len(opened) >= 0.7 * len(people)
+
+
+_QUOTE_LEFT = re.compile(r"(?m)^\s*>")
+_ATTRIBUTION_LEFT = re.compile(
+    r"(?im)(?:wrote|schrieb|a écrit|escribió|escreveu|scritto|napisał\(a\)|napisał|пишет|schreef)"
+    r"\s*:\s*$"
+)
+
+
+def reply_snippets() -> list[dict[str, str]]:
+    with (CORPUS / "INDEX.tsv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    return [row for row in rows if row["category"] == "reply" and "body-only" in row["charsets"]]
+
+
+@pytest.mark.parametrize("row", reply_snippets(), ids=lambda row: row["path"])
+def test_reply_snippets_leave_no_quote_in_the_new_text(row):
+    """Reply bodies from other projects' reply parsers (issue 14): what maild keeps as new text
+    holds no '>' line and no attribution line, unless the body is a bare forward or all
+    quote (then the whole body is kept, so the client's words are never lost)."""
+    text = (CORPUS / row["path"]).read_bytes().decode("utf-8", "replace")
+    parts = split_reply(text)
+    if parts.new_text == text.replace("\r\n", "\n").strip("\n").rstrip() or not parts.quoted:
+        return  # nothing recognised as history, or all of it history: kept whole
+    assert not _QUOTE_LEFT.search(parts.new_text), parts.new_text
+    assert not _ATTRIBUTION_LEFT.search(parts.new_text), parts.new_text
