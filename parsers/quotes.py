@@ -19,6 +19,7 @@ engineer can skip a stray quote, but cannot read words that were thrown away.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import islice
@@ -262,7 +263,7 @@ def _quote_marks(lines: list[str]) -> list[bool]:
     bars = [_is_bar(line) for line in lines]
     has_bars = sum(bars) >= 2
     initials = [_initials(line) for line in lines]
-    repeated = {p for p in initials if p and initials.count(p) >= 2}
+    repeated = {prefix for prefix, count in Counter(initials).items() if prefix and count >= 2}
     below_attribution = _first_attribution(lines)
     marks = []
     for index, line in enumerate(lines):
