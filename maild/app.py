@@ -12,8 +12,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild.clock import Clock, SystemClock
+from maild.clock import Clock, clock_from_environment
 from maild.config import Config
+from maild.contracts import contract_rows
 from maild.errors import ConfigError
 from maild.outbound import DeliveryCounts, Transport, deliver_pending, transport_from_url
 from maild.pipeline import Pipeline
@@ -127,8 +128,10 @@ def open_app(config: Config, clock: Clock | None = None) -> App:
         engine.dispose()
         raise ConfigError("the database has no maild schema: run `maild init` first")
     sessions = make_session_factory(engine)
+    chosen_clock = clock or clock_from_environment()
     with sessions.begin() as session:
         repo.sync_engineers(session, ((e.email, e.name) for e in config.engineers))
+        repo.sync_contracts(session, contract_rows(config), chosen_clock.now())
     try:
         artifacts = open_artifact_store(config)
     except ConfigError:
@@ -137,7 +140,6 @@ def open_app(config: Config, clock: Clock | None = None) -> App:
     artifacts.ensure()
     spool = Spool(config.spool.path)
     spool.ensure()
-    chosen_clock = clock or SystemClock()
     return App(
         config=config,
         engine=engine,

@@ -9,24 +9,27 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TextIO, TypeVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from maild import __version__
 from maild.app import App, initialize, open_app
-from maild.clock import utc_now
+from maild.clock import clock_from_environment
 from maild.compose import filesize
 from maild.config import Config, load_config
+from maild.deadlines import ticket_sla
 from maild.errors import MaildError
-from maild.sla import due_times
 from maild.sources.files import input_size, iter_messages
 from maild.terminal import json_text, printable
+from maild.timecommands import add_time_commands
 from maild.work import Incoming, IngestResult
 from maild.worker import batched, process_batch
 from storage.export import export_artifact, resolve_artifact
+from storage.models import Ticket
 from storage.quarantine import list_quarantined, mark_requeued
 from storage.retention import find_purge_candidates, purge_artifacts
 from storage.spool import new_spool_id
@@ -246,9 +249,16 @@ def _print_ticket(detail: dict[str, Any]) -> None:
     ]
     sla = detail["sla"]
     lines.append(
-        f"first response: {sla['first_response_at'] or 'due ' + str(sla['first_response_due'])}"
-        f"   resolution due: {sla['resolution_due'] or '-'}"
+        f"sla: {sla.get('mode')} ({sla.get('contract') or 'public offer'})"
+        + ("   paused: waiting for the client" if sla.get("paused") else "")
     )
+    for name, label in (("first_response", "first response"), ("resolution", "resolution")):
+        clock = sla.get(name) or {}
+        late = "   BREACHED" if clock.get("breached") else ""
+        lines.append(
+            f"{label}: {clock.get('elapsed_minutes')} of {clock.get('target_minutes')} min"
+            f"   due: {clock.get('due') or '-'}{late}"
+        )
     if detail["close_reason"]:
         merged = f" into {detail['merged_into']}" if detail["merged_into"] else ""
         lines.append(f"closed: {detail['close_reason']}{merged}")
@@ -265,23 +275,18 @@ def _print_ticket(detail: dict[str, Any]) -> None:
     _say("\n".join(lines))
 
 
-def _add_due_times(config: Config, detail: dict[str, Any]) -> None:
-    """The SLA targets live in the config, not the database: due times are computed here."""
-    sla = detail["sla"]
-    due = due_times(
-        config.sla, criticality=detail["criticality"],
-        created_at=datetime.fromisoformat(sla["created_at"]),
-        first_response_at=(
-            datetime.fromisoformat(sla["first_response_at"]) if sla["first_response_at"] else None
-        ),
-        status=detail["status"], now=utc_now(),
-    )  # fmt: skip
-    sla.update(
-        first_response_due=due.first_response.isoformat() if due.first_response else None,
-        resolution_due=due.resolution.isoformat() if due.resolution else None,
-        first_response_overdue=due.first_response_overdue,
-        resolution_overdue=due.resolution_overdue,
-    )
+def _sla_json(config: Config, ticket_id: int) -> dict[str, Any] | None:
+    """The SLA clocks of a ticket now (by MAILD_NOW when set), in the calendar's zone."""
+    now = clock_from_environment().now()
+
+    def read(session: Session) -> dict[str, Any] | None:
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is None:
+            return None
+        zone = ZoneInfo(config.calendar.timezone)
+        return ticket_sla(config, session, ticket, now).as_json(zone)
+
+    return _read(config, read)
 
 
 def cmd_tickets_show(config: Config, args: argparse.Namespace) -> int:
@@ -289,7 +294,7 @@ def cmd_tickets_show(config: Config, args: argparse.Namespace) -> int:
     if detail is None:
         _say(f"maild: no ticket {args.id}", sys.stderr)
         return EXIT_FAILED
-    _add_due_times(config, detail)
+    detail["sla"] = {**detail["sla"], **(_sla_json(config, detail["id"]) or {})}
     if args.json:
         _print_json(detail)
     else:
@@ -468,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     waiting.add_argument("--json", action="store_true")
     waiting.set_defaults(handler=cmd_quarantine_list)
+    add_time_commands(commands, common)
     return parser
 
 

@@ -354,7 +354,7 @@ def engineer_notice(
     text = render(
         template, language, token=token, subject=subject, ticket_id=ticket_id,
         support_address=config.mailbox.address, headline=headline,
-        timezone=config.tickets.timezone,
+        timezone=config.calendar.timezone,
         comment_address=config.mailbox.comment_address or f"#comment → {config.mailbox.address}",
         **context,
     )  # fmt: skip
@@ -379,6 +379,8 @@ NOTICE_SUBJECTS = {
     "assigned": {"ru": "Назначено вам", "en": "Assigned to you"},
     "comment_notice": {"ru": "Внутренний комментарий", "en": "Internal comment"},
     "command_result": {"ru": "Команды", "en": "Commands"},
+    "escalation": {"ru": "Эскалация", "en": "Escalation"},
+    "escalation_breach": {"ru": "Срок SLA нарушен", "en": "SLA breached"},
 }
 
 
@@ -420,6 +422,24 @@ def _auto_reply(
     # bounce of it can start a loop.
     raw = wire_bytes(mail)
     return OutgoingMail(message_id, full_subject, (reply.client[1],), "", text, raw)
+
+
+def reminder(
+    config: Config, reply: ReplyTo, *, since: datetime, close_at: datetime, now: datetime
+) -> OutgoingMail:
+    """The client is asked again for what the ticket waits on (cooperation, issue 15)."""
+    return _auto_reply(
+        config, reply, "reminder", now, since=since, close_at=close_at,
+        timezone=config.calendar.timezone,
+    )  # fmt: skip
+
+
+def closing_notice(config: Config, reply: ReplyTo, *, reason: str, now: datetime) -> OutgoingMail:
+    """A ticket closed by maild itself (no_information after silence), in the regulation's
+    words: the same text an engineer's #close sends."""
+    return _auto_reply(
+        config, reply, "closed", now, reason=reason, reopen_days=config.tickets.reopen_days
+    )
 
 
 def client_mail(

@@ -95,6 +95,8 @@ class ImapMailboxConfig:
     idle: bool
     idle_seconds: int
     poll_seconds: int
+    contract: str | None = None
+    """A client's own mailbox names the contract its mail is served under."""
 
     def password(self) -> str:
         """Read at connect time, never kept in the config object or logged."""
@@ -158,12 +160,77 @@ class NotificationsConfig:
 CRITICALITIES = ("critical", "high", "normal", "low")
 
 
+SLA_MODES = ("business", "24x7")
+
+
 @dataclass(frozen=True, slots=True)
 class SlaConfig:
-    """Targets in hours per criticality (the public offer; 24x7 clock)."""
+    """Targets in hours per criticality: the public offer, for senders under no contract.
+
+    Hours of the mode's clock: working hours of the production calendar in business mode.
+    """
 
     first_response_hours: Mapping[str, float]
     resolution_hours: Mapping[str, float]
+    mode: str = "business"
+
+
+@dataclass(frozen=True, slots=True)
+class ContractConfig:
+    """A client's contract: whose mail it covers and the support it promises."""
+
+    name: str
+    domains: frozenset[str]
+    addresses: frozenset[str]
+    mode: str
+    first_response_hours: Mapping[str, float]
+    resolution_hours: Mapping[str, float]
+    default_criticality: str | None = None
+    engineers: tuple[str, ...] = ()
+    """Engineers who serve this contract (assignment on arrival); empty = all."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    """A dedicated client address (stroymontazh@support.sis.ru) that names its contract."""
+
+    address: str
+    contract: str
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarConfig:
+    timezone: str = "Europe/Moscow"
+    working_hours: str = "09:00-18:00"
+    lunch: str | None = "13:00-14:00"
+    extra_file: Path | None = None
+    """More decreed years, or corrections, in the format of worktime/data/ru.toml."""
+
+
+@dataclass(frozen=True, slots=True)
+class CriticalityRuleConfig:
+    level: str
+    phrases: tuple[str, ...]
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationConfig:
+    at: tuple[float, ...] = (0.75, 1.0)
+    """Fractions of each SLA target at which the assignee (else the team) is told."""
+    managers: tuple[str, ...] = ()
+    """Told from the last fraction on."""
+
+
+@dataclass(frozen=True, slots=True)
+class CooperationConfig:
+    remind_after_days: tuple[int, ...] = (3, 7)
+    """Working days a ticket waits for the client before each reminder."""
+    close_after_days: int = 10
+    """Working days of silence after which a waiting ticket closes as no_information."""
+
+
+ASSIGNMENT_MODES = ("none", "round_robin", "least_loaded")
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +257,18 @@ class Config:
         default=SlaConfig(
             {"critical": 1, "high": 4, "normal": 8, "low": 24},
             {"critical": 24, "high": 72, "normal": 240, "low": 480},
+            "business",
         )
     )
     log_level: str = field(default="INFO")
+    calendar: CalendarConfig = field(default=CalendarConfig())
+    contracts: tuple[ContractConfig, ...] = ()
+    channels: tuple[ChannelConfig, ...] = ()
+    criticality_rules: tuple[CriticalityRuleConfig, ...] = ()
+    escalation: EscalationConfig = field(default=EscalationConfig())
+    cooperation: CooperationConfig = field(default=CooperationConfig())
+    assignment_mode: str = "none"
+    scheduler_seconds: int = 60
 
     @property
     def mail_domain(self) -> str:
@@ -359,6 +435,49 @@ def _timezone(value: Any) -> str:
     return text
 
 
+def _choice(options: tuple[str, ...]) -> Checker:
+    def check(value: Any) -> str:
+        text = _string(value)
+        if text not in options:
+            raise ValueError(f"{text!r}: expected one of {', '.join(options)}")
+        return text
+
+    return check
+
+
+def _time_range(value: Any) -> str:
+    text = _string(value)
+    found = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)", text)
+    if not found or found.group(1, 2) >= found.group(3, 4):
+        raise ValueError(f"{text!r}: expected HH:MM-HH:MM, start before end")
+    return text
+
+
+def _fractions(value: Any) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("expected a list of fractions such as [0.75, 1.0]")
+    numbers = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int | float) or not 0 < item <= 10:
+            raise ValueError(f"{item!r}: expected a fraction of the target above 0 (1.0 = due)")
+        numbers.append(float(item))
+    return tuple(sorted(set(numbers)))
+
+
+def _days_list(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        raise ValueError("expected a list of working days such as [3, 7]")  # noqa: TRY004
+    return tuple(sorted({_positive_int(item) for item in value}))
+
+
+def _emails(value: Any) -> tuple[str, ...]:
+    return tuple(_email(item) for item in _string_list(value))
+
+
+def _criticality(value: Any) -> str:
+    return _choice(CRITICALITIES)(value)
+
+
 def _megabytes(value: Any) -> int:
     return _positive_int(value) * 1024 * 1024
 
@@ -438,7 +557,43 @@ _SCHEMA: dict[str, dict[str, tuple[Checker, Any]]] = {
             _hours_by_criticality,
             {"critical": 24, "high": 72, "normal": 240, "low": 480},
         ),
+        "mode": (_choice(SLA_MODES), "business"),
     },
+    "calendar": {
+        "timezone": (_timezone, "Europe/Moscow"),
+        "working_hours": (_time_range, "09:00-18:00"),
+        "lunch": (_time_range, "13:00-14:00"),
+        "extra_file": (_string, None),
+    },
+    "escalation": {
+        "at": (_fractions, [0.75, 1.0]),
+        "managers": (_emails, []),
+    },
+    "cooperation": {
+        "remind_after_days": (_days_list, [3, 7]),
+        "close_after_days": (_positive_int, 10),
+    },
+    "assignment": {"mode": (_choice(ASSIGNMENT_MODES), "none")},
+    "scheduler": {"interval_seconds": (_positive_int, 60)},
+}
+_CONTRACT_KEYS: dict[str, tuple[Checker, Any]] = {
+    "name": (_string, ...),
+    "domains": (_domains, []),
+    "addresses": (_emails, []),
+    "mode": (_choice(SLA_MODES), "business"),
+    "first_response_hours": (_hours_by_criticality, ...),
+    "resolution_hours": (_hours_by_criticality, ...),
+    "default_criticality": (_criticality, None),
+    "engineers": (_emails, []),
+}
+_CHANNEL_KEYS: dict[str, tuple[Checker, Any]] = {
+    "address": (_email, ...),
+    "contract": (_string, ...),
+}
+_RULE_KEYS: dict[str, tuple[Checker, Any]] = {
+    "level": (_criticality, ...),
+    "phrases": (_string_list, ...),
+    "name": (_string, None),
 }
 _IMAP_KEYS: dict[str, tuple[Checker, Any]] = {
     "host": (_string, ...),
@@ -455,6 +610,7 @@ _IMAP_KEYS: dict[str, tuple[Checker, Any]] = {
     "idle": (_boolean, True),
     "idle_seconds": (_positive_int, 25 * 60),
     "poll_seconds": (_positive_int, 60),
+    "contract": (_string, None),
 }
 _ENGINEER_KEYS: dict[str, tuple[Checker, Any]] = {"email": (_email, ...), "name": (_string, "")}
 
@@ -501,7 +657,7 @@ def _split_tables(document: Mapping[str, Any]) -> dict[str, Any]:
                 if f"inbound.{sub}" not in _SCHEMA:
                     raise ConfigError(f"inbound.{sub}: unknown section")
                 tables[f"inbound.{sub}"] = subvalue
-        elif name == "engineers" or name in _SCHEMA:
+        elif name in ("engineers", "contracts", "channels", "criticality") or name in _SCHEMA:
             tables[name] = value
         else:
             raise ConfigError(f"{name}: unknown section")
@@ -543,6 +699,7 @@ def _imap_mailbox(name: str, table: Any, base_dir: Path) -> ImapMailboxConfig:
         idle=values["idle"],
         idle_seconds=values["idle_seconds"],
         poll_seconds=values["poll_seconds"],
+        contract=values["contract"],
     )
 
 
@@ -554,6 +711,60 @@ def _engineers(raw: Any) -> tuple[EngineerConfig, ...]:
         values = _validate_table(item, _ENGINEER_KEYS, f"engineers[{index}]")
         result.append(EngineerConfig(email=values["email"], name=values["name"]))
     return tuple(result)
+
+
+def _array(raw: Any, name: str) -> list[Any]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ConfigError(f"{name}: expected an array of tables ([[{name}]])")
+    return raw
+
+
+def _contracts(raw: Any) -> tuple[ContractConfig, ...]:
+    contracts: list[ContractConfig] = []
+    for index, item in enumerate(_array(raw, "contracts")):
+        values = _validate_table(item, _CONTRACT_KEYS, f"contracts[{index}]")
+        if any(contract.name == values["name"] for contract in contracts):
+            raise ConfigError(f"contracts[{index}].name: {values['name']!r} is used twice")
+        contracts.append(ContractConfig(**{**values, "addresses": frozenset(values["addresses"])}))
+    return tuple(contracts)
+
+
+def _channels(raw: Any) -> tuple[ChannelConfig, ...]:
+    return tuple(
+        ChannelConfig(**_validate_table(item, _CHANNEL_KEYS, f"channels[{index}]"))
+        for index, item in enumerate(_array(raw, "channels"))
+    )
+
+
+def _criticality_rules(raw: Any) -> tuple[CriticalityRuleConfig, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise ConfigError("criticality: expected a table with [[criticality.rules]]")
+    for key in raw:
+        if key != "rules":
+            raise ConfigError(f"criticality.{key}: unknown key")
+    rules = []
+    for index, item in enumerate(_array(raw.get("rules"), "criticality.rules")):
+        values = _validate_table(item, _RULE_KEYS, f"criticality.rules[{index}]")
+        name = values["name"] or f"config rule {index + 1}"
+        rules.append(CriticalityRuleConfig(values["level"], values["phrases"], name))
+    return tuple(rules)
+
+
+def _check_contract_names(
+    contracts: tuple[ContractConfig, ...],
+    channels: tuple[ChannelConfig, ...],
+    imap: tuple[ImapMailboxConfig, ...],
+) -> None:
+    known = {contract.name for contract in contracts}
+    named = [(f"channels[{i}].contract", c.contract) for i, c in enumerate(channels)]
+    named += [(f"inbound.imap.{m.name}.contract", m.contract) for m in imap if m.contract]
+    for key, name in named:
+        if name not in known:
+            raise ConfigError(f"{key}: no [[contracts]] entry is named {name!r}")
 
 
 def _resolve(base_dir: Path, path: str) -> Path:
@@ -603,6 +814,9 @@ def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | Non
     mail_domain = mailbox["address"].rpartition("@")[2]
     smtp_config = _listener(smtp, lmtp=False, default_hostname=mail_domain)
     lmtp_config = _listener(values["inbound.lmtp"], lmtp=True, default_hostname=mail_domain)
+    imap = _imap_mailboxes(tables.get("inbound.imap"), base_dir)
+    contracts, channels = _contracts(tables.get("contracts")), _channels(tables.get("channels"))
+    _check_contract_names(contracts, channels, imap)
     return Config(
         base_dir=base_dir,
         source_file=source,
@@ -627,7 +841,7 @@ def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | Non
         ),
         smtp=smtp_config,
         lmtp=lmtp_config,
-        imap=_imap_mailboxes(tables.get("inbound.imap"), base_dir),
+        imap=imap,
         spool=SpoolConfig(_resolve(base_dir, values["spool"]["path"])),
         tickets=TicketsConfig(**values["tickets"]),
         guard=GuardConfig(**values["guard"]),
@@ -636,6 +850,23 @@ def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | Non
         notifications=NotificationsConfig(values["notifications"]["team_address"]),
         sla=SlaConfig(**values["sla"]),
         log_level=values["logging"]["level"],
+        calendar=CalendarConfig(
+            timezone=values["calendar"]["timezone"],
+            working_hours=values["calendar"]["working_hours"],
+            lunch=values["calendar"]["lunch"],
+            extra_file=(
+                _resolve(base_dir, values["calendar"]["extra_file"])
+                if values["calendar"]["extra_file"]
+                else None
+            ),
+        ),
+        contracts=contracts,
+        channels=channels,
+        criticality_rules=_criticality_rules(tables.get("criticality")),
+        escalation=EscalationConfig(**values["escalation"]),
+        cooperation=CooperationConfig(**values["cooperation"]),
+        assignment_mode=values["assignment"]["mode"],
+        scheduler_seconds=values["scheduler"]["interval_seconds"],
     )
 
 

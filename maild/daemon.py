@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from maild.app import App
 from maild.limits import raise_open_file_limit
 from maild.outbound import WriteTurn, deliver_pending
+from maild.scheduler import run_due
 from maild.sources.imap import ImapSource
 from maild.sources.smtp import LmtpController, SpoolHandler, make_controller
 from maild.worker import OUTAGE, describe_db_error, drain_spool
@@ -41,6 +42,8 @@ class Daemon:
         self.stopping = threading.Event()
         self.spooled = threading.Event()
         self.committed = threading.Event()
+        self.ticked = threading.Event()
+        """Never set but on stop: the scheduler wakes by its interval."""
         self.threads: list[threading.Thread] = []
         self.stall_backoff = STALL_BACKOFF_SECONDS
         # The outbox sender and the spool worker take turns at SQLite's one write lock.
@@ -104,6 +107,15 @@ class Daemon:
         )  # fmt: skip
         return False
 
+    def _work_schedule(self) -> bool:
+        """Escalations, reminders and closes that fell due (maild.scheduler); the outbox
+        sender is woken when any mail was queued."""
+        report = run_due(self.app.config, self.app.sessions, self.app.clock)
+        if report.escalations or report.reminders or report.closed:
+            log.info("scheduler: %s", report.as_json())
+            self.committed.set()
+        return False
+
     def _wait_outbox_turn(self) -> None:
         """On SQLite, take the write lock between two batches of a busy spool worker (see
         WriteTurn), at most one turn per OUTBOX_TURN_INTERVAL_SECONDS so that the worker
@@ -134,6 +146,11 @@ class Daemon:
                 target=self._loop, name="outbox-sender", daemon=True,
                 args=("outbox sender", self._work_outbox, self.committed, OUTBOX_POLL_SECONDS),
             ),
+            threading.Thread(
+                target=self._loop, name="scheduler", daemon=True,
+                args=("scheduler", self._work_schedule, self.ticked,
+                      self.app.config.scheduler_seconds),
+            ),
         ]  # fmt: skip
         for thread in self.threads:
             thread.start()
@@ -142,6 +159,7 @@ class Daemon:
         self.stopping.set()
         self.spooled.set()
         self.committed.set()
+        self.ticked.set()
         for thread in self.threads:
             thread.join()
 

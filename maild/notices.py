@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from maild import compose
 from maild.config import Config
-from maild.sla import due_times
+from maild.deadlines import ticket_sla
 from maild.work import queue_mail
 from parsers.checklist import missing_from
 from storage import repositories as repo
@@ -87,10 +87,7 @@ def notify_ticket(
     artifacts, more_artifacts = _listed(artifacts, new=lambda item: bool(item["new"]))
     refused, more_refused = _listed(refused, new=lambda _: True)
     text, text_cut = _quoted(message.text)
-    due = due_times(
-        config.sla, criticality=ticket.criticality, created_at=ticket.created_at,
-        first_response_at=ticket.first_response_at, status=ticket.status, now=context.now,
-    )  # fmt: skip
+    due = ticket_sla(config, context.session, ticket, context.now).due_times()
     headline = compose.NOTICE_SUBJECTS[event][config.tickets.language]
     requester = ticket.requester
     author = message.sender_name or message.sender_email

@@ -18,9 +18,11 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild import compose
-from maild.clock import Clock
+from maild.assignment import assign_on_arrival
+from maild.clock import Clock, at_moment
 from maild.commands import split_commands
 from maild.config import Config
+from maild.contracts import choose_contract, sla_terms
 from maild.engineer import handle_engineer_mail
 from maild.guard import (
     AUTO_REPLIES,
@@ -42,6 +44,7 @@ from maild.work import (
 )
 from parsers.checklist import find_checklist_facts, merge_present, missing_from
 from parsers.classify import message_facts
+from parsers.criticality import CriticalityRule, decide_criticality
 from parsers.identity import MessageIdentity, identify_message
 from parsers.message import parse_message
 from parsers.quotes import cut_own_mail
@@ -92,6 +95,10 @@ class Pipeline:
             if address
         )
         self.own_markers = frozenset({self.loop_marker.lower(), *self.own_addresses})
+        self.criticality_rules = tuple(
+            CriticalityRule(rule.level, rule.phrases, rule.name)
+            for rule in config.criticality_rules
+        )
         self.own_domains = tuple(
             sorted({config.mail_domain, *(e.rpartition("@")[2] for e in self.engineer_addresses)})
         )
@@ -103,6 +110,11 @@ class Pipeline:
     def run_stages(self, session: Session, incoming: Incoming) -> IngestResult:
         """Every stage, in order, inside the caller's transaction (see maild.worker)."""
         work = Work(incoming=incoming, session=session, identity=identify_message(incoming.raw))
+        with at_moment(self.clock.now()):
+            return self._run(work)
+
+    def _run(self, work: Work) -> IngestResult:
+        incoming = work.incoming
         for stage in STAGES:
             result = stage(self, work)
             if result is not None:
@@ -503,20 +515,54 @@ def _open_ticket(pipeline: Pipeline, work: Work) -> Ticket:
         clean_subject(parsed.subject, pipeline.config.token_prefix) or compose.NO_SUBJECT[language]
     )
     now = pipeline.clock.now()
+    config = pipeline.config
+    recipients = [a.email for a in (*parsed.to, *parsed.cc)] + [
+        value.strip().strip("<>") for name, value in parsed.headers
+        if name in ("delivered-to", "x-original-to")
+    ]  # fmt: skip
+    choice = choose_contract(
+        config, sender=sender.email, recipients=recipients, source=work.incoming.source
+    )
+    contract = choice.contract
+    criticality = decide_criticality(
+        parsed.subject, parsed.new_text or parsed.full_text,
+        contract_default=contract.default_criticality if contract else None,
+        extra_rules=pipeline.criticality_rules,
+    )  # fmt: skip
     ticket = Ticket(
         id=repo.next_ticket_number(session),
         subject=subject[:1000],
         status="new",
+        criticality=criticality.level,
         language=language,
         organization_id=organization.id if organization else None,
         requester_id=contact.id,
         linked_ticket_id=thread.linked_ticket,
+        contract_id=repo.contract_id(session, contract.name) if contract else None,
+        sla_terms=sla_terms(config, contract),
         created_at=now,
         updated_at=now,
     )
     session.add(ticket)
     session.flush()
     repo.add_participant(session, ticket.id, contact.email, "requester", ticket_is_new=True)
+    for kind, reason, explanation, value in (
+        ("contract", choice.reason, choice.explanation, contract.name if contract else None),
+        ("criticality", criticality.reason, criticality.explanation, criticality.level),
+    ):
+        repo.add_event(
+            session, kind, reason, ticket_id=ticket.id, inbound_id=inbound_id(work),
+            detail={"value": value, "explanation": explanation},
+        )  # fmt: skip
+        work.decisions[kind] = {"value": value, "reason": reason, "explanation": explanation}
+    assigned = assign_on_arrival(config, session, ticket, contract, now)
+    if assigned is not None:
+        repo.add_event(
+            session, "assignment", assigned[0], ticket_id=ticket.id,
+            detail={"explanation": assigned[1]},
+        )  # fmt: skip
+        session.flush()
+        session.refresh(ticket, ["assignee"])
     return ticket
 
 

@@ -41,6 +41,9 @@ class IngestResult:
     ticket: int | None
     reason: str
     explanation: str = ""
+    decisions: dict[str, dict[str, str]] = field(default_factory=dict)
+    """The new ticket's other decisions: criticality and contract, each with reason and
+    explanation."""
 
     def as_json(self, source: str | None = None) -> dict[str, Any]:
         extra = {"source": source} if source else {}
@@ -51,6 +54,7 @@ class IngestResult:
             "ticket": self.ticket,
             "reason": self.reason,
             "explanation": self.explanation,
+            **self.decisions,
         }
 
 
@@ -92,6 +96,8 @@ class Work:
     """An earlier message had this Message-ID: the thread stage checks for a second route."""
     ticket_participants: frozenset[str] = frozenset()
     """Who was in the ticket before this message (from the thread context)."""
+    decisions: dict[str, dict[str, str]] = field(default_factory=dict)
+    """A new ticket's criticality and contract, for the ingest result."""
 
 
 T = TypeVar("T")
@@ -114,7 +120,7 @@ def finish(work: Work, action: IngestAction, reason: str, explanation: str) -> I
     inbound.ticket_id = work.ticket.id if work.ticket else None
     return IngestResult(
         work.incoming.spool_id, work.identity.message_id, action, inbound.ticket_id, reason,
-        explanation,
+        explanation, dict(work.decisions),
     )  # fmt: skip
 
 

@@ -72,7 +72,8 @@ KEPT_HEADERS = frozenset({
     "references", "auto-submitted", "precedence", "list-id", "list-unsubscribe", "list-post",
     "x-autoreply", "x-autorespond", "x-auto-response-suppress", "return-path", "x-loop",
     "x-maild-loop", "authentication-results", "content-type", "x-mailer", "user-agent",
-    "x-failed-recipients", "delivered-to", "received", "resent-from", "resent-message-id",
+    "x-failed-recipients", "delivered-to", "x-original-to", "received", "resent-from",
+    "resent-message-id",
 }) | frozenset(name for family in bounce_families() for name in family.headers)  # fmt: skip
 MAX_MIME_DEPTH = MAX_DEPTH  # one bound for both paths: see parsers.streaming.MAX_DEPTH
 _MAX_KEPT_HEADERS = 1000

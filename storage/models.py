@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from maild.clock import utc_now
+from maild.clock import current_time
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -30,6 +30,14 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Stored in UTC: SQLite keeps the wall time and drops the offset, so a Moscow time
+        would come back three hours off."""
+        del dialect
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value.astimezone(UTC)
+        return value  # type: ignore[no-any-return]
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         del dialect
@@ -61,7 +69,7 @@ class Organization(Base):
     name: Mapped[str] = mapped_column(String(255))
     domain: Mapped[str] = mapped_column(String(255), unique=True)
     support_mode: Mapped[str] = mapped_column(String(16), default="public_offer")
-    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(default=current_time)
 
 
 class Contact(Base):
@@ -71,7 +79,7 @@ class Contact(Base):
     name: Mapped[str] = mapped_column(String(255), default="")
     organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
     bouncing: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(default=current_time)
     organization: Mapped[Organization | None] = relationship()
 
 
@@ -95,20 +103,62 @@ class Ticket(Base):
     requester_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("engineers.id"))
     linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
-    created_at: Mapped[datetime] = mapped_column(default=utc_now)
-    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(default=current_time)
+    updated_at: Mapped[datetime] = mapped_column(default=current_time)
     first_response_at: Mapped[datetime | None] = mapped_column()
     closed_at: Mapped[datetime | None] = mapped_column()
     close_reason: Mapped[str | None] = mapped_column(String(32))
     """One of the regulation's closing reasons (maild.commands.CLOSE_REASONS), or merged."""
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     """Set by #merge: mail naming this ticket goes to that one."""
+    contract_id: Mapped[int | None] = mapped_column(ForeignKey("contracts.id"))
+    """The contract the ticket was opened under; None = the public offer."""
+    sla_terms: Mapped[dict[str, Any] | None] = mapped_column()
+    """The SLA promised when the ticket opened (mode, contract, target minutes per
+    criticality): a later change of the contract does not move this ticket's deadlines."""
     checklist: Mapped[str] = mapped_column(String(255), default="", server_default="")
     """Checklist items the client's side has sent so far, comma-separated; each message adds
     its own, so no notice has to read the whole conversation again."""
     organization: Mapped[Organization | None] = relationship()
     requester: Mapped[Contact] = relationship()
     assignee: Mapped[Engineer | None] = relationship()
+
+
+class Contract(Base):
+    """The config's [[contracts]], mirrored at start so tickets keep the one they opened under."""
+
+    __tablename__ = "contracts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    domains: Mapped[str] = mapped_column(Text, default="")
+    addresses: Mapped[str] = mapped_column(Text, default="")
+    terms: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    """False once the contract left the config (its tickets keep it)."""
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class ScheduledSend(Base):
+    """Time-driven work done once: an escalation, a reminder, an automatic close. The unique
+    key makes a second tick, a restart or a second process a no-op."""
+
+    __tablename__ = "scheduled_sends"
+    __table_args__ = (UniqueConstraint("ticket_id", "kind", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class SchedulerState(Base):
+    """Small named values of the scheduler (round-robin pointer, last tick)."""
+
+    __tablename__ = "scheduler_state"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column()
 
 
 class Participant(Base):
@@ -118,7 +168,7 @@ class Participant(Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
     email: Mapped[str] = mapped_column(String(320))
     role: Mapped[str] = mapped_column(String(16))
-    added_at: Mapped[datetime] = mapped_column(default=utc_now)
+    added_at: Mapped[datetime] = mapped_column(default=current_time)
 
 
 class InboundMessage(Base):
@@ -137,8 +187,8 @@ class InboundMessage(Base):
     explanation: Mapped[str] = mapped_column(Text, default="", server_default="")
     """The reason as a sentence: which header, which ticket, which rule."""
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
-    received_at: Mapped[datetime] = mapped_column(default=utc_now)
-    processed_at: Mapped[datetime] = mapped_column(default=utc_now)
+    received_at: Mapped[datetime] = mapped_column(default=current_time)
+    processed_at: Mapped[datetime] = mapped_column(default=current_time)
 
 
 class Message(Base):
@@ -157,7 +207,7 @@ class Message(Base):
     recipients: Mapped[str] = mapped_column(Text, default="")
     subject: Mapped[str] = mapped_column(Text, default="")
     sent_at: Mapped[datetime | None] = mapped_column()
-    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(default=current_time)
     text: Mapped[str] = mapped_column(Text, default="")
     full_text: Mapped[str] = mapped_column(Text, default="")
     attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id")
@@ -169,7 +219,7 @@ class Artifact(Base):
     __tablename__ = "artifacts"
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(default=current_time)
     listing: Mapped[dict[str, Any] | None] = mapped_column()
     """What an archive holds (entries, flags), from `parsers.archives`; None for other files."""
     flags: Mapped[str] = mapped_column(String(255), default="")
@@ -207,7 +257,7 @@ class Event(Base):
     reason: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(320), default="maild")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(default=current_time)
 
 
 class OutboxMessage(Base):
@@ -229,6 +279,6 @@ class OutboxMessage(Base):
     state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utc_now)
-    next_attempt_at: Mapped[datetime] = mapped_column(default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(default=current_time)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=current_time)
     sent_at: Mapped[datetime | None] = mapped_column()

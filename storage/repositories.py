@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
 
-from maild.clock import utc_now
+from maild.clock import current_time
 from parsers.archives import ArchiveListing
 from parsers.types import Address, AttachmentInfo
 from storage.models import (
@@ -19,6 +19,7 @@ from storage.models import (
     Attachment,
     Base,
     Contact,
+    Contract,
     Counter,
     Engineer,
     Event,
@@ -92,6 +93,70 @@ def sync_engineers(session: Session, engineers: Iterable[tuple[str, str]]) -> No
             engineer.name = wanted.pop(engineer.email) or engineer.name
     for email, name in wanted.items():
         session.add(Engineer(email=email, name=name))
+
+
+class ContractRow(NamedTuple):
+    name: str
+    mode: str
+    domains: Iterable[str]
+    addresses: Iterable[str]
+    terms: dict[str, Any]
+
+
+def sync_contracts(session: Session, contracts: Iterable[ContractRow], now: datetime) -> None:
+    """Mirror the config's contracts: new ones added, changed ones updated, missing ones kept
+    but inactive (their tickets still name them)."""
+    wanted = {row.name: row for row in contracts}
+    for contract in session.scalars(select(Contract)):
+        row = wanted.pop(contract.name, None)
+        contract.active = row is not None
+        if row is not None:
+            _fill_contract(contract, row, now)
+    for row in wanted.values():
+        session.add(_fill_contract(Contract(name=row.name), row, now))
+
+
+def _fill_contract(contract: Contract, row: ContractRow, now: datetime) -> Contract:
+    values = {
+        "mode": row.mode, "domains": ",".join(sorted(row.domains)),
+        "addresses": ",".join(sorted(row.addresses)), "terms": row.terms,
+    }  # fmt: skip
+    if any(getattr(contract, key) != value for key, value in values.items()):
+        for key, value in values.items():
+            setattr(contract, key, value)
+        contract.updated_at = now
+    return contract
+
+
+def contract_id(session: Session, name: str) -> int | None:
+    return session.scalar(select(Contract.id).where(Contract.name == name))
+
+
+def contracts_with_open_counts(session: Session) -> list[tuple[Contract, int]]:
+    """Every mirrored contract with its number of tickets not closed or resolved."""
+    open_tickets = (
+        select(Ticket.contract_id, func.count().label("open"))
+        .where(Ticket.status.not_in(("resolved", "closed")))
+        .group_by(Ticket.contract_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Contract, func.coalesce(open_tickets.c.open, 0))
+        .outerjoin(open_tickets, open_tickets.c.contract_id == Contract.id)
+        .order_by(Contract.name)
+    )
+    return [(contract, int(count)) for contract, count in rows]
+
+
+def public_offer_open_count(session: Session) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Ticket)
+            .where(Ticket.contract_id.is_(None), Ticket.status.not_in(("resolved", "closed")))
+        )
+        or 0
+    )
 
 
 class LedgerMatch(NamedTuple):
@@ -223,7 +288,7 @@ def record_artifact(
     """Insert the artifact row, or revive it: bytes sent again after a purge are stored again,
     and bytes stored before archives were listed get their listing now. One statement."""
     values = {
-        "sha256": sha256, "size": size, "created_at": utc_now(), "listing": listing,
+        "sha256": sha256, "size": size, "created_at": current_time(), "listing": listing,
         "flags": flags, "purged_at": None,
     }  # fmt: skip
     dialect = session.get_bind().dialect.name

@@ -98,9 +98,11 @@ def test_new_ticket_notice_carries_what_the_engineer_needs(app):
     assert decoded(mail["From"]).startswith("Пётр Сидоров (SIS Support) <info@sis.ru>")
     body = body_of(notice)
     assert "Не открывается отчёт." in body
-    assert "Критичность: normal" in body
-    assert "Первый ответ до: 03.03.2026 20:00 MSK" in body  # 09:00 UTC + 8 h, in Moscow time
-    assert "Решение до: 13.03.2026 12:00 MSK" in body
+    assert "Критичность: high" in body  # "не открывается" is a main function failing
+    # High, public offer in working time: 4 working hours from Tue 12:00 (lunch 13-14 not
+    # counted); 72 working hours reach Tue 17 March 12:00 (9 March is off: 8 March moved).
+    assert "Первый ответ до: 03.03.2026 17:00 MSK" in body
+    assert "Решение до: 17.03.2026 12:00 MSK" in body
     assert "версия продукта Cubisio" in body  # the missing checklist items
     assert "#comment" in body
     assert "info+comment@sis.ru" in body
@@ -441,13 +443,13 @@ def test_priority(app):
     client_writes(app)
     engineer_writes(app, "#priority critical")
     assert ticket(app)["criticality"] == "critical"
-    assert "✔ #priority critical — критичность: normal → critical" in confirmation(app)
+    assert "✔ #priority critical — критичность: high → critical" in confirmation(app)
 
 
 def test_refused_command_holds_the_text_back(app):
     client_writes(app)
     engineer_writes(app, "#priority urgent\n\nПереводим в срочные.")
-    assert ticket(app)["criticality"] == "normal"
+    assert ticket(app)["criticality"] == "high"  # as set on arrival: the command was refused
     body = confirmation(app)
     assert (
         "✘ #priority urgent — неизвестное значение; допустимо: critical, high, normal, low" in body
@@ -717,8 +719,8 @@ def test_engineers_mail_in_english_when_the_desk_is_english(make_app):
     client_writes(app, sender="John Smith <john@acme-corp.com>", subject="Report fails",
                   body="Hello, Cubisio 3.2.1 crashes when I open a report.")  # fmt: skip
     notice = body_of(notices(app)[0])
-    assert "Criticality: normal · Status: new · Assignee: none" in notice
-    assert "First response due: 03.03.2026 20:00 MSK" in notice
+    assert "Criticality: high · Status: new · Assignee: none" in notice  # "Report fails"
+    assert "First response due: 03.03.2026 17:00 MSK" in notice
     engineer_writes(app, "#take\n#request logs\n\nPlease send the logs.", subject="Re: [SIS #1] x")
     body = confirmation(app)
     assert "✔ #take — the ticket is assigned to you" in body

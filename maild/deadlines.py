@@ -1,0 +1,42 @@
+"""Reading a ticket's SLA state from the database: the edge around the pure `maild.sla`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from maild.config import Config
+from maild.sla import SlaStatus, StatusChange, calendar_for, sla_status, ticket_terms
+from storage.models import Event, Ticket
+
+
+def status_changes(session: Session, ticket_id: int) -> list[StatusChange]:
+    """The ticket's status history from its audit trail (a reopen is a change to open)."""
+    events = session.execute(
+        select(Event.created_at, Event.kind, Event.detail)
+        .where(Event.ticket_id == ticket_id, Event.kind.in_(("status_changed", "reopened")))
+        .order_by(Event.id)
+    )
+    changes = []
+    for at, kind, detail in events:
+        detail = detail or {}
+        if kind == "reopened":
+            changes.append(StatusChange(at, str(detail.get("old", "closed")), "open"))
+        elif "new" in detail:
+            changes.append(StatusChange(at, str(detail.get("old", "")), str(detail["new"])))
+    return changes
+
+
+def ticket_sla(config: Config, session: Session, ticket: Ticket, now: datetime) -> SlaStatus:
+    return sla_status(
+        ticket_terms(config, ticket.sla_terms),
+        criticality=ticket.criticality,
+        created_at=ticket.created_at,
+        first_response_at=ticket.first_response_at,
+        status=ticket.status,
+        changes=status_changes(session, ticket.id),
+        now=now,
+        calendar=calendar_for(config.calendar),
+    )

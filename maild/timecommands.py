@@ -1,0 +1,178 @@
+"""`maild tick`, `maild contracts` and `maild calendar show|due`: time-driven work and the
+data admins check it against. Every command takes its time from MAILD_NOW when set."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from typing import Any, TextIO
+
+from maild.app import open_app
+from maild.clock import clock_from_environment, parse_now
+from maild.config import Config
+from maild.errors import ConfigError
+from maild.scheduler import run_due
+from maild.sla import calendar_for
+from maild.terminal import json_text, printable
+from storage import repositories as repo
+from worktime import CalendarDay, DayKind
+from worktime.arithmetic import add_minutes_24x7, add_working_minutes
+
+EXIT_OK = 0
+
+
+def _say(text: str, stream: TextIO | None = None) -> None:
+    (stream or sys.stdout).write(printable(text) + "\n")
+
+
+def _json(value: Any) -> None:
+    sys.stdout.write(json_text(value) + "\n")
+
+
+def cmd_tick(config: Config, args: argparse.Namespace) -> int:
+    app = open_app(config)
+    try:
+        report = run_due(config, app.sessions, app.clock)
+        if not getattr(args, "no_deliver", False):
+            app.deliver_outbox()
+    finally:
+        app.close()
+    if args.json:
+        _json({"now": app.clock.now().isoformat(), **report.as_json()})
+    else:
+        _say(
+            f"tick at {app.clock.now().isoformat()}: {report.tickets} open tickets, "
+            f"{report.escalations} escalations, {report.reminders} reminders, "
+            f"{report.closed} closed" + (f", {len(report.errors)} errors" if report.errors else "")
+        )
+    return EXIT_OK if not report.errors else 1
+
+
+def cmd_contracts(config: Config, args: argparse.Namespace) -> int:
+    app = open_app(config)
+    try:
+        with app.sessions() as session:
+            rows = [
+                {
+                    "name": contract.name, "mode": contract.mode, "active": contract.active,
+                    "domains": [d for d in contract.domains.split(",") if d],
+                    "addresses": [a for a in contract.addresses.split(",") if a],
+                    "first_response_minutes": contract.terms.get("first_response_minutes"),
+                    "resolution_minutes": contract.terms.get("resolution_minutes"),
+                    "open_tickets": count,
+                }
+                for contract, count in repo.contracts_with_open_counts(session)
+            ]  # fmt: skip
+            public = repo.public_offer_open_count(session)
+    finally:
+        app.close()
+    offer = {"name": None, "mode": config.sla.mode, "public_offer": True, "open_tickets": public}
+    if args.json:
+        _json({"contracts": rows, "public_offer": offer})
+        return EXIT_OK
+    for row in rows:
+        scope = ", ".join(row["domains"] + row["addresses"]) or "(channels only)"
+        inactive = "" if row["active"] else "  [no longer in the config]"
+        _say(f"{row['name']:24} {row['mode']:9} {row['open_tickets']:5} open   {scope}{inactive}")
+    _say(f"{'(public offer)':24} {config.sla.mode:9} {public:5} open   everyone else")
+    return EXIT_OK
+
+
+def _period(text: str) -> tuple[date, date, bool]:
+    """YYYY-MM or YYYY -> first day, last day, whole year?"""
+    try:
+        if len(text) == 4:
+            year = int(text)
+            return date(year, 1, 1), date(year, 12, 31), True
+        year, month = (int(part) for part in text.split("-"))
+        start = date(year, month, 1)
+        end = date(year + month // 12, month % 12 + 1, 1).toordinal() - 1
+        return start, date.fromordinal(end), False
+    except ValueError:
+        raise ConfigError(f"{text!r}: expected YYYY-MM or YYYY") from None
+
+
+def _day_json(day: CalendarDay) -> dict[str, Any]:
+    return {
+        "date": day.day.isoformat(),
+        "kind": str(day.kind),
+        "working_minutes": day.working_minutes,
+        "reason": day.reason,
+    }
+
+
+def cmd_calendar_show(config: Config, args: argparse.Namespace) -> int:
+    calendar = calendar_for(config.calendar)
+    start, end, whole_year = _period(args.period)
+    days = calendar.days(start, end)
+    result: dict[str, Any] = {
+        "period": args.period,
+        "timezone": config.calendar.timezone,
+        "decreed": calendar.has_data(start.year),
+        "provisional": calendar.is_provisional(start.year),
+        "days": [_day_json(d) for d in days],
+    }
+    working = [d for d in days if d.kind is not DayKind.DAY_OFF]
+    totals = {"working_days": len(working),
+              "working_hours": sum(d.working_minutes for d in days) / 60}  # fmt: skip
+    if whole_year:
+        result["totals"] = totals
+    if args.json:
+        _json(result)
+        return EXIT_OK
+    if not result["decreed"]:
+        _say(f"warning: no decreed data for {start.year}: weekends and art. 112 holidays only")
+    for d in days:
+        mark = {"working": " ", "short": "~", "day_off": "x"}[str(d.kind)]
+        _say(f"{d.day.isoformat()} {d.day.strftime('%a')} {mark} {d.working_minutes:4} {d.reason}")
+    _say(f"{totals['working_days']} working days, {totals['working_hours']:g} working hours")
+    return EXIT_OK
+
+
+def cmd_calendar_due(config: Config, args: argparse.Namespace) -> int:
+    start = parse_now(args.start) if args.start != "now" else clock_from_environment().now()
+    mode = args.mode or config.sla.mode
+    if mode == "24x7":
+        due = add_minutes_24x7(start, args.minutes)
+    else:
+        due = add_working_minutes(calendar_for(config.calendar), start, args.minutes)
+    zone = calendar_for(config.calendar).timezone
+    local = due.astimezone(zone)
+    if args.json:
+        _json({"start": start.astimezone(zone).isoformat(), "minutes": args.minutes,
+               "mode": mode, "due": local.isoformat()})  # fmt: skip
+    else:
+        _say(local.isoformat())
+    return EXIT_OK
+
+
+def add_time_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    tick = commands.add_parser(
+        "tick", parents=[common],
+        help="run the time-driven work that is due (escalations, reminders, closes) once",
+    )  # fmt: skip
+    tick.add_argument("--json", action="store_true")
+    tick.add_argument("--no-deliver", action="store_true", help="leave mail in the outbox")
+    tick.set_defaults(handler=cmd_tick)
+    contracts = commands.add_parser(
+        "contracts", parents=[common], help="contracts with their domains and open tickets"
+    )
+    contracts.add_argument("--json", action="store_true")
+    contracts.set_defaults(handler=cmd_contracts)
+    calendar = commands.add_parser(
+        "calendar", parents=[common], help="the production calendar the SLA clocks use"
+    )
+    actions = calendar.add_subparsers(dest="calendar_command", required=True, metavar="ACTION")
+    show = actions.add_parser("show", parents=[common], help="days of YYYY-MM or YYYY")
+    show.add_argument("period", metavar="YYYY-MM|YYYY")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=cmd_calendar_show)
+    due = actions.add_parser(
+        "due", parents=[common], help="when MINUTES of the SLA clock from START fall due"
+    )
+    due.add_argument("start", metavar="START", help="ISO-8601 with offset, or now")
+    due.add_argument("minutes", type=int, metavar="MINUTES")
+    due.add_argument("--mode", choices=["business", "24x7"])
+    due.add_argument("--json", action="store_true")
+    due.set_defaults(handler=cmd_calendar_due)
