@@ -149,9 +149,10 @@ def test_tickets_list_and_show_json(maild, tmp_path):
     first = ticket["sla"]["first_response"]  # the public offer: business hours, Moscow time
     assert (ticket["sla"]["mode"], ticket["sla"]["contract"]) == ("business", None)
     assert first["due"].endswith("+03:00")
-    assert first["target_minutes"] == 60 * {"critical": 1, "high": 4, "normal": 8, "low": 24}[
-        ticket["criticality"]
-    ]
+    assert (
+        first["target_minutes"]
+        == 60 * {"critical": 1, "high": 4, "normal": 8, "low": 24}[ticket["criticality"]]
+    )
     assert ticket["requester"]["email"] == "sidorov@stroymontazh.ru"
     assert {p["email"] for p in ticket["participants"]} == {
         "sidorov@stroymontazh.ru",
