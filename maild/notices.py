@@ -24,7 +24,9 @@ from threading_rules.token import format_token
 
 T = TypeVar("T")
 
-ENGINEER_NOTICES = frozenset({"bounce_notice", "ticket_notice", "comment_notice", "command_result"})
+ENGINEER_NOTICES = frozenset(
+    {"bounce_notice", "ticket_notice", "comment_notice", "command_result", "escalation"}
+)
 """Kinds of message maild sends to engineers, not to clients: a bounce of one never
 starts another notice, and the ticket view leaves them out."""
 

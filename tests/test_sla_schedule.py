@@ -251,3 +251,19 @@ def test_calendar_commands(app):
     )  # fmt: skip
     assert flat.stdout.strip() == "2025-03-07T21:30:00+03:00"
     assert timedelta(minutes=240)  # the 24x7 clock is plain addition
+
+
+def test_two_processes_ticking_at_once_send_each_escalation_once(app):
+    """Two `maild tick` processes on the same database at the same moment: the claim in
+    scheduled_sends lets one of them queue each escalation."""
+    for number in range(4):
+        ingest(app, build_mail(sender="sidorov@stroymontazh.ru", message_id=f"<p{number}@x>",
+                               **NORMAL))  # fmt: skip
+    env = {**os.environ, "MAILD_NOW": "2025-03-10T12:30:00+03:00"}
+    command = [sys.executable, "-m", "maild", "--config", str(app.config.source_file),
+               "tick", "--json", "--no-deliver"]  # fmt: skip
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    reports = [json.loads(run.communicate(timeout=120)[0]) for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    assert sum(report["escalations"] for report in reports) == 4
+    assert len(escalations(app)) == 4
