@@ -15,8 +15,10 @@ from pathlib import Path
 
 
 @contextmanager
-def running_daemon(config: Path, log_path: Path, port: int) -> Iterator[None]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def running_daemon(
+    config: Path, log_path: Path, port: int, extra_env: dict[str, str] | None = None
+) -> Iterator[None]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     subprocess.run(
         [sys.executable, "-m", "maild", "--config", str(config), "init"],
         check=True, env=env, capture_output=True,
