@@ -231,6 +231,30 @@ class CooperationConfig:
 
 
 ASSIGNMENT_MODES = ("none", "round_robin", "least_loaded")
+PLAN_METRICS = (
+    "sla_first_response", "sla_resolution", "median_first_response_minutes",
+    "median_resolution_minutes", "open_at_end",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class PlanConfig:
+    """A target the department set itself: per cent for SLA compliance (at least), working
+    minutes for medians and a count for open tickets (at most)."""
+
+    metric: str
+    target: float
+    period: str | None = None
+    """"2026-10" or "2026-Q4"; None = every period."""
+    contract: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportsConfig:
+    recipients: tuple[str, ...] = ()
+    """Who gets the reports; empty = the escalation managers."""
+    monthly: bool = True
+    quarterly: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +293,8 @@ class Config:
     cooperation: CooperationConfig = field(default=CooperationConfig())
     assignment_mode: str = "none"
     scheduler_seconds: int = 60
+    plans: tuple[PlanConfig, ...] = ()
+    reports: ReportsConfig = field(default=ReportsConfig())
 
     @property
     def mail_domain(self) -> str:
@@ -474,6 +500,19 @@ def _emails(value: Any) -> tuple[str, ...]:
     return tuple(_email(item) for item in _string_list(value))
 
 
+def _non_negative_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError("expected a number >= 0")
+    return float(value)
+
+
+def _period_label(value: Any) -> str:
+    text = _string(value).upper()
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2]|Q[1-4])", text):
+        raise ValueError(f"{text!r}: expected a month 2026-10 or a quarter 2026-Q4")
+    return text
+
+
 def _criticality(value: Any) -> str:
     return _choice(CRITICALITIES)(value)
 
@@ -574,6 +613,11 @@ _SCHEMA: dict[str, dict[str, tuple[Checker, Any]]] = {
         "close_after_days": (_positive_int, 10),
     },
     "assignment": {"mode": (_choice(ASSIGNMENT_MODES), "none")},
+    "reports": {
+        "recipients": (_emails, []),
+        "monthly": (_boolean, True),
+        "quarterly": (_boolean, True),
+    },
     "scheduler": {"interval_seconds": (_positive_int, 60)},
 }
 _CONTRACT_KEYS: dict[str, tuple[Checker, Any]] = {
@@ -589,6 +633,12 @@ _CONTRACT_KEYS: dict[str, tuple[Checker, Any]] = {
 _CHANNEL_KEYS: dict[str, tuple[Checker, Any]] = {
     "address": (_email, ...),
     "contract": (_string, ...),
+}
+_PLAN_KEYS: dict[str, tuple[Checker, Any]] = {
+    "metric": (_choice(PLAN_METRICS), ...),
+    "target": (_non_negative_number, ...),
+    "period": (_period_label, None),
+    "contract": (_string, None),
 }
 _RULE_KEYS: dict[str, tuple[Checker, Any]] = {
     "level": (_criticality, ...),
@@ -643,6 +693,9 @@ def _validate_table(
     return cleaned
 
 
+_ARRAYS = ("engineers", "contracts", "channels", "criticality", "plans")
+
+
 def _split_tables(document: Mapping[str, Any]) -> dict[str, Any]:
     """Flatten `[inbound.smtp]` into the key 'inbound.smtp' and refuse unknown sections."""
     tables: dict[str, Any] = {}
@@ -657,7 +710,7 @@ def _split_tables(document: Mapping[str, Any]) -> dict[str, Any]:
                 if f"inbound.{sub}" not in _SCHEMA:
                     raise ConfigError(f"inbound.{sub}: unknown section")
                 tables[f"inbound.{sub}"] = subvalue
-        elif name in ("engineers", "contracts", "channels", "criticality") or name in _SCHEMA:
+        elif name in _ARRAYS or name in _SCHEMA:
             tables[name] = value
         else:
             raise ConfigError(f"{name}: unknown section")
@@ -754,14 +807,23 @@ def _criticality_rules(raw: Any) -> tuple[CriticalityRuleConfig, ...]:
     return tuple(rules)
 
 
+def _plans(raw: Any) -> tuple[PlanConfig, ...]:
+    return tuple(
+        PlanConfig(**_validate_table(item, _PLAN_KEYS, f"plans[{index}]"))
+        for index, item in enumerate(_array(raw, "plans"))
+    )
+
+
 def _check_contract_names(
     contracts: tuple[ContractConfig, ...],
     channels: tuple[ChannelConfig, ...],
     imap: tuple[ImapMailboxConfig, ...],
+    plans: tuple[PlanConfig, ...] = (),
 ) -> None:
     known = {contract.name for contract in contracts}
     named = [(f"channels[{i}].contract", c.contract) for i, c in enumerate(channels)]
     named += [(f"inbound.imap.{m.name}.contract", m.contract) for m in imap if m.contract]
+    named += [(f"plans[{i}].contract", p.contract) for i, p in enumerate(plans) if p.contract]
     for key, name in named:
         if name not in known:
             raise ConfigError(f"{key}: no [[contracts]] entry is named {name!r}")
@@ -816,7 +878,8 @@ def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | Non
     lmtp_config = _listener(values["inbound.lmtp"], lmtp=True, default_hostname=mail_domain)
     imap = _imap_mailboxes(tables.get("inbound.imap"), base_dir)
     contracts, channels = _contracts(tables.get("contracts")), _channels(tables.get("channels"))
-    _check_contract_names(contracts, channels, imap)
+    plans = _plans(tables.get("plans"))
+    _check_contract_names(contracts, channels, imap, plans)
     return Config(
         base_dir=base_dir,
         source_file=source,
@@ -866,6 +929,8 @@ def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | Non
         escalation=EscalationConfig(**values["escalation"]),
         cooperation=CooperationConfig(**values["cooperation"]),
         assignment_mode=values["assignment"]["mode"],
+        plans=plans,
+        reports=ReportsConfig(**values["reports"]),
         scheduler_seconds=values["scheduler"]["interval_seconds"],
     )
 

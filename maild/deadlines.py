@@ -40,3 +40,23 @@ def ticket_sla(config: Config, session: Session, ticket: Ticket, now: datetime) 
         now=now,
         calendar=calendar_for(config.calendar),
     )
+
+
+def settle_outcomes(config: Config, session: Session, ticket: Ticket, now: datetime) -> None:
+    """Write the ticket's SLA outcome when it happens (first answer given, ticket resolved or
+    closed, or reopened again), so that reports count in SQL what the clocks said then."""
+    done = ticket.status in ("resolved", "closed")
+    needs_first = ticket.first_response_at is not None and ticket.first_response_minutes is None
+    needs_resolution = done and ticket.resolution_minutes is None
+    if not done and ticket.resolved_at is not None:  # reopened: the resolution is open again
+        ticket.resolved_at = ticket.resolution_minutes = ticket.resolution_breached = None
+    if not (needs_first or needs_resolution):
+        return
+    status = ticket_sla(config, session, ticket, now)
+    if needs_first:
+        ticket.first_response_minutes = status.first_response.elapsed_minutes
+        ticket.first_response_breached = status.first_response.breached
+    if needs_resolution:
+        ticket.resolved_at = ticket.closed_at or now
+        ticket.resolution_minutes = status.resolution.elapsed_minutes
+        ticket.resolution_breached = status.resolution.breached

@@ -23,6 +23,7 @@ from maild.clock import Clock, at_moment
 from maild.commands import split_commands
 from maild.config import Config
 from maild.contracts import choose_contract, sla_terms
+from maild.deadlines import settle_outcomes
 from maild.engineer import handle_engineer_mail
 from maild.guard import (
     AUTO_REPLIES,
@@ -73,6 +74,8 @@ log = logging.getLogger(__name__)
 
 
 Stage = Callable[["Pipeline", Work], IngestResult | None]
+# Results after which the ticket's SLA outcome may have changed (maild.deadlines).
+SETTLING = frozenset({IngestAction.NEW_TICKET, IngestAction.FOLLOW_UP})
 
 
 class Pipeline:
@@ -118,6 +121,8 @@ class Pipeline:
         for stage in STAGES:
             result = stage(self, work)
             if result is not None:
+                if work.ticket is not None and result.action in SETTLING:
+                    settle_outcomes(self.config, work.session, work.ticket, self.clock.now())
                 log.info(
                     "spool=%s message_id=%s action=%s reason=%s ticket=%s (%s)",
                     incoming.spool_id, result.message_id, result.action, result.reason,

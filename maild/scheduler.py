@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild import compose
 from maild.clock import Clock, at_moment
 from maild.config import Config
-from maild.deadlines import status_changes, ticket_sla
+from maild.deadlines import settle_outcomes, status_changes, ticket_sla
 from maild.notices import ticket_engineers
 from maild.sla import WAITING, ClockState, calendar_for
 from maild.work import queue_mail
@@ -215,6 +215,7 @@ def _cooperation(
     if now >= close_at:
         if _claim(session, ticket.id, "auto_close", period, now):
             _close_for_silence(config, session, ticket, now, settings.close_after_days)
+            settle_outcomes(config, session, ticket, now)
             report.closed += 1
         return
     due = [d for d in settings.remind_after_days if now >= after_working_days(calendar, since, d)]

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date
+from datetime import date, datetime
+from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 from maild.app import open_app
 from maild.clock import clock_from_environment, parse_now
 from maild.config import Config
 from maild.errors import ConfigError
+from maild.reports.figures import parse_period, report
+from maild.reports.mail import manager_mail
+from maild.reports.render import as_csv, as_html, as_text
 from maild.scheduler import run_due
 from maild.sla import calendar_for
 from maild.terminal import json_text, printable
@@ -147,7 +152,79 @@ def cmd_calendar_due(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def report_recipients(config: Config) -> tuple[str, ...]:
+    return config.reports.recipients or config.escalation.managers
+
+
+def render_report(config: Config, kind: str, label: str, fmt: str, language: str) -> bytes:
+    period = parse_period(kind, label, ZoneInfo(config.calendar.timezone))
+    app = open_app(config)
+    try:
+        with app.sessions() as session:
+            numbers = report(session, period, config.plans)
+    finally:
+        app.close()
+    if fmt == "json":
+        return (json_text(numbers) + "\n").encode()
+    if fmt == "csv":
+        return as_csv(numbers, language)
+    if fmt == "html":
+        return as_html(numbers, language, images="data")[0].encode()
+    return as_text(numbers, language).encode()
+
+
+def send_report(config: Config, app: Any, kind: str, label: str, now: datetime) -> int:
+    """Queue the report to its recipients; returns how many got it."""
+    to = report_recipients(config)
+    if not to:
+        return 0
+    language = config.tickets.language
+    period = parse_period(kind, label, ZoneInfo(config.calendar.timezone))
+    with app.sessions.begin() as session:
+        numbers = report(session, period, config.plans)
+        html, images = as_html(numbers, language)
+        text = as_text(numbers, language)
+        subject = text.splitlines()[0]
+        _, raw = manager_mail(config, to=to, subject=subject, text=text, html=html,
+                              images=images, now=now)  # fmt: skip
+        repo.queue_outside_ticket(session, raw, purpose="report", recipient=to[0],
+                                  recipients=list(to), now=now)  # fmt: skip
+    return len(to)
+
+
+def cmd_report(config: Config, args: argparse.Namespace) -> int:
+    language = args.language or config.tickets.language
+    data = render_report(config, args.kind, args.period, args.format, language)
+    if args.send:
+        app = open_app(config)
+        try:
+            sent = send_report(config, app, args.kind, args.period, app.clock.now())
+            app.deliver_outbox()
+        finally:
+            app.close()
+        if not sent:
+            _say("maild: no recipients: set [reports] recipients or [escalation] managers",
+                 sys.stderr)  # fmt: skip
+            return 1
+    if args.out and args.out != "-":
+        Path(args.out).write_bytes(data)
+    elif not args.send or args.out == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return EXIT_OK
+
+
 def add_time_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    report_parser = commands.add_parser(
+        "report", parents=[common], help="a monthly or quarterly report (figures, plans, charts)"
+    )
+    report_parser.add_argument("kind", choices=["monthly", "quarterly"])
+    report_parser.add_argument("--period", required=True, metavar="YYYY-MM|YYYY-Qn")
+    report_parser.add_argument("--format", choices=["txt", "html", "csv", "json"], default="txt")
+    report_parser.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    report_parser.add_argument("--send", action="store_true", help="mail it to the managers")
+    report_parser.add_argument("--language", choices=["ru", "en"])
+    report_parser.set_defaults(handler=cmd_report)
     tick = commands.add_parser(
         "tick", parents=[common],
         help="run the time-driven work that is due (escalations, reminders, closes) once",

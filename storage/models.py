@@ -116,6 +116,13 @@ class Ticket(Base):
     sla_terms: Mapped[dict[str, Any] | None] = mapped_column()
     """The SLA promised when the ticket opened (mode, contract, target minutes per
     criticality): a later change of the contract does not move this ticket's deadlines."""
+    resolved_at: Mapped[datetime | None] = mapped_column()
+    """When the ticket was last resolved or closed; None while it is open."""
+    first_response_minutes: Mapped[int | None] = mapped_column()
+    """Minutes of its SLA clock (working minutes in business mode) to the first answer."""
+    first_response_breached: Mapped[bool | None] = mapped_column()
+    resolution_minutes: Mapped[int | None] = mapped_column()
+    resolution_breached: Mapped[bool | None] = mapped_column()
     checklist: Mapped[str] = mapped_column(String(255), default="", server_default="")
     """Checklist items the client's side has sent so far, comma-separated; each message adds
     its own, so no notice has to read the whole conversation again."""
