@@ -250,6 +250,14 @@ class PlanConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DigestConfig:
+    time: str = "09:00"
+    """When the digest goes out on working days, in the calendar's zone."""
+    recipients: tuple[str, ...] = ()
+    """Empty = the escalation managers."""
+
+
+@dataclass(frozen=True, slots=True)
 class ReportsConfig:
     recipients: tuple[str, ...] = ()
     """Who gets the reports; empty = the escalation managers."""
@@ -295,6 +303,7 @@ class Config:
     scheduler_seconds: int = 60
     plans: tuple[PlanConfig, ...] = ()
     reports: ReportsConfig = field(default=ReportsConfig())
+    digest: DigestConfig = field(default=DigestConfig())
 
     @property
     def mail_domain(self) -> str:
@@ -479,6 +488,13 @@ def _time_range(value: Any) -> str:
     return text
 
 
+def _clock_time(value: Any) -> str:
+    text = _string(value)
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", text):
+        raise ValueError(f"{text!r}: expected HH:MM")
+    return text
+
+
 def _fractions(value: Any) -> tuple[float, ...]:
     if not isinstance(value, list) or not value:
         raise ValueError("expected a list of fractions such as [0.75, 1.0]")
@@ -613,6 +629,7 @@ _SCHEMA: dict[str, dict[str, tuple[Checker, Any]]] = {
         "close_after_days": (_positive_int, 10),
     },
     "assignment": {"mode": (_choice(ASSIGNMENT_MODES), "none")},
+    "digest": {"time": (_clock_time, "09:00"), "recipients": (_emails, [])},
     "reports": {
         "recipients": (_emails, []),
         "monthly": (_boolean, True),
@@ -931,6 +948,7 @@ def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | Non
         assignment_mode=values["assignment"]["mode"],
         plans=plans,
         reports=ReportsConfig(**values["reports"]),
+        digest=DigestConfig(**values["digest"]),
         scheduler_seconds=values["scheduler"]["interval_seconds"],
     )
 

@@ -111,7 +111,13 @@ class Daemon:
         """Escalations, reminders and closes that fell due (maild.scheduler); the outbox
         sender is woken when any mail was queued."""
         report = run_due(self.app.config, self.app.sessions, self.app.clock)
-        if report.escalations or report.reminders or report.closed:
+        if (
+            report.escalations
+            or report.reminders
+            or report.closed
+            or report.digests
+            or report.reports
+        ):
             log.info("scheduler: %s", report.as_json())
             self.committed.set()
         return False

@@ -26,6 +26,7 @@ from maild.clock import Clock, at_moment
 from maild.config import Config
 from maild.deadlines import settle_outcomes, status_changes, ticket_sla
 from maild.notices import ticket_engineers
+from maild.reports.schedule import run_manager_mail
 from maild.sla import WAITING, ClockState, calendar_for
 from maild.work import queue_mail
 from storage import repositories as repo
@@ -47,12 +48,20 @@ class TickReport:
     escalations: int = 0
     reminders: int = 0
     closed: int = 0
+    digests: int = 0
+    reports: int = 0
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def queued(self) -> int:
+        """Mail this tick put in the outbox."""
+        return self.escalations + self.reminders + self.closed + self.digests + self.reports
 
     def as_json(self) -> dict[str, object]:
         return {
             "tickets": self.tickets, "escalations": self.escalations,
-            "reminders": self.reminders, "closed": self.closed, "errors": self.errors,
+            "reminders": self.reminders, "closed": self.closed, "digests": self.digests,
+            "reports": self.reports, "errors": self.errors,
         }  # fmt: skip
 
 
@@ -68,6 +77,13 @@ def run_due(config: Config, sessions: sessionmaker[Session], clock: Clock) -> Ti
                 .order_by(Ticket.id)
             )
         )
+    try:
+        sent = run_manager_mail(config, sessions, clock)
+        report.digests += int(sent["digest"])
+        report.reports += len(sent["reports"])
+    except Exception as error:  # the managers' mail must not stop the tickets' clocks
+        log.exception("scheduler: managers' mail failed")
+        report.errors.append(f"managers' mail: {type(error).__name__}")
     for ticket_id in ids:
         report.tickets += 1
         try:

@@ -11,12 +11,18 @@ from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from maild.app import open_app
-from maild.clock import clock_from_environment, parse_now
+from maild.clock import at_moment, clock_from_environment, parse_now
 from maild.config import Config
 from maild.errors import ConfigError
+from maild.reports.digest import digest_figures, digest_text
 from maild.reports.figures import parse_period, report
-from maild.reports.mail import manager_mail
 from maild.reports.render import as_csv, as_html, as_text
+from maild.reports.schedule import (
+    digest_recipients,
+    queue_digest,
+    queue_report,
+    report_recipients,
+)
 from maild.scheduler import run_due
 from maild.sla import calendar_for
 from maild.terminal import json_text, printable
@@ -49,7 +55,8 @@ def cmd_tick(config: Config, args: argparse.Namespace) -> int:
         _say(
             f"tick at {app.clock.now().isoformat()}: {report.tickets} open tickets, "
             f"{report.escalations} escalations, {report.reminders} reminders, "
-            f"{report.closed} closed" + (f", {len(report.errors)} errors" if report.errors else "")
+            f"{report.closed} closed, {report.digests} digests, {report.reports} reports"
+            + (f", {len(report.errors)} errors" if report.errors else "")
         )
     return EXIT_OK if not report.errors else 1
 
@@ -152,10 +159,6 @@ def cmd_calendar_due(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def report_recipients(config: Config) -> tuple[str, ...]:
-    return config.reports.recipients or config.escalation.managers
-
-
 def render_report(config: Config, kind: str, label: str, fmt: str, language: str) -> bytes:
     period = parse_period(kind, label, ZoneInfo(config.calendar.timezone))
     app = open_app(config)
@@ -178,18 +181,33 @@ def send_report(config: Config, app: Any, kind: str, label: str, now: datetime) 
     to = report_recipients(config)
     if not to:
         return 0
-    language = config.tickets.language
     period = parse_period(kind, label, ZoneInfo(config.calendar.timezone))
-    with app.sessions.begin() as session:
-        numbers = report(session, period, config.plans)
-        html, images = as_html(numbers, language)
-        text = as_text(numbers, language)
-        subject = text.splitlines()[0]
-        _, raw = manager_mail(config, to=to, subject=subject, text=text, html=html,
-                              images=images, now=now)  # fmt: skip
-        repo.queue_outside_ticket(session, raw, purpose="report", recipient=to[0],
-                                  recipients=list(to), now=now)  # fmt: skip
+    with at_moment(now), app.sessions.begin() as session:
+        queue_report(config, session, period, now)
     return len(to)
+
+
+def cmd_digest(config: Config, args: argparse.Namespace) -> int:
+    app = open_app(config)
+    try:
+        now = app.clock.now()
+        if args.dry_run:
+            with app.sessions() as session:
+                figures = digest_figures(config, session, now)
+            _say(digest_text(figures, config.tickets.language).rstrip("\n"))
+            return EXIT_OK
+        to = (args.to.lower(),) if args.to else digest_recipients(config)
+        if not to:
+            _say("maild: no recipients: set [digest] recipients or [escalation] managers, "
+                 "or give --to", sys.stderr)  # fmt: skip
+            return 1
+        with at_moment(now), app.sessions.begin() as session:
+            subject = queue_digest(config, session, now, to)
+        app.deliver_outbox()
+    finally:
+        app.close()
+    _say(f"{subject} → {', '.join(to)}")
+    return EXIT_OK
 
 
 def cmd_report(config: Config, args: argparse.Namespace) -> int:
@@ -225,6 +243,10 @@ def add_time_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     report_parser.add_argument("--send", action="store_true", help="mail it to the managers")
     report_parser.add_argument("--language", choices=["ru", "en"])
     report_parser.set_defaults(handler=cmd_report)
+    digest = commands.add_parser("digest", parents=[common], help="the managers' daily digest, now")
+    digest.add_argument("--dry-run", action="store_true", help="print the text, send nothing")
+    digest.add_argument("--to", metavar="ADDRESS", help="send to ADDRESS instead")
+    digest.set_defaults(handler=cmd_digest)
     tick = commands.add_parser(
         "tick", parents=[common],
         help="run the time-driven work that is due (escalations, reminders, closes) once",

@@ -45,15 +45,13 @@ def at(*parts: int) -> datetime:
     return datetime(*parts, tzinfo=MSK)
 
 
-@pytest.fixture
-def app(make_app, clock):
+def seed(app, clock) -> None:
     """March 2025, three tickets (business hours 09-18, lunch 13-14):
     #1 stroymontazh, Mon 3 10:00; answered 11:00 (60 min, met); closed Tue 4 10:00
        (Mon 10-18 less lunch = 420, Tue 09-10 = 60: 480 of 2400, met).
     #2 stroymontazh, Mon 3 12:00; answered Tue 4 12:00 (60+240+180 = 480 of 240: breached);
        still open on 31 March, its resolution due long past (the tick claims the breach).
     #3 anna@gmail.com (public offer, 8 h target), Wed 5 10:00; answered and closed 10:30."""
-    app = make_app(CONFIG)
 
     def client(number: int, sender: str, moment: datetime) -> None:
         clock.current = moment
@@ -75,6 +73,12 @@ def app(make_app, clock):
     engineer(3, "#close solved\n\nГотово.", at(2025, 3, 5, 10, 30))
     clock.current = at(2025, 3, 31, 17, 0)
     run_due(app.config, app.sessions, clock)
+
+
+@pytest.fixture
+def app(make_app, clock):
+    app = make_app(CONFIG)
+    seed(app, clock)
     return app
 
 
