@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from maild.config import Config
 from maild.sla import SlaStatus, StatusChange, calendar_for, sla_status, ticket_terms
-from storage.models import Event, Ticket
+from storage.models import Event, Message, Ticket
+from worktime.arithmetic import working_minutes_excluding
 
 
 def status_changes(session: Session, ticket_id: int) -> list[StatusChange]:
@@ -60,3 +61,32 @@ def settle_outcomes(config: Config, session: Session, ticket: Ticket, now: datet
         ticket.resolved_at = ticket.closed_at or now
         ticket.resolution_minutes = status.resolution.elapsed_minutes
         ticket.resolution_breached = status.resolution.breached
+
+
+def settle_next_response(
+    config: Config, session: Session, ticket: Ticket, answer: Message, now: datetime
+) -> None:
+    """A later answer's time against the ticket's first-response target: the SLA-clock
+    minutes from the client's oldest mail since our previous answer to this one."""
+    previous = session.scalar(
+        select(func.max(Message.created_at)).where(
+            Message.ticket_id == ticket.id, Message.direction == "out",
+            Message.kind == "answer", Message.id != answer.id,
+        )
+    )  # fmt: skip
+    if previous is None:
+        return  # the first answer: the first-response clock covers it
+    waiting_since = session.scalar(
+        select(func.min(Message.created_at)).where(
+            Message.ticket_id == ticket.id, Message.direction == "in",
+            Message.visibility == "public", Message.kind == "mail", Message.created_at > previous,
+        )
+    )  # fmt: skip
+    if waiting_since is None:
+        return  # nothing of the client's was waiting: a second note, not a response
+    terms = ticket_terms(config, ticket.sla_terms)
+    minutes = working_minutes_excluding(
+        calendar_for(config.calendar), waiting_since, now, (), mode=terms["mode"]
+    )
+    answer.response_minutes = minutes
+    answer.response_breached = minutes > int(terms["first_response_minutes"][ticket.criticality])

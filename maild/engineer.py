@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from maild import commands, compose
 from maild.commands import Command, EngineerEntry, EngineerText, Name, Refusal, split_commands
 from maild.config import Config
+from maild.deadlines import settle_next_response
 from maild.guard import AUTO_REPLIES, decide_acknowledgement
 from maild.notices import (
     ENGINEER_NOTICES,
@@ -585,6 +586,9 @@ def _answer_client(
     if ticket.first_response_at is None:
         ticket.first_response_at = mail.now
         mail.event("first_response", kind, by=mail.engineer.email)
+    elif kind == "answer":
+        session.flush()
+        settle_next_response(config, session, ticket, message, mail.now)
     if body and ticket.status == "new":
         _set_status(mail, ticket, "open", reason="answered")
     mail.event("answered", kind, to=list(outgoing.recipients))

@@ -215,6 +215,10 @@ class Message(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     sent_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=current_time)
+    response_minutes: Mapped[int | None] = mapped_column()
+    """A later answer (not the first response): SLA-clock minutes since the client's mail it
+    answers; reports count next responses against the ticket's first-response target."""
+    response_breached: Mapped[bool | None] = mapped_column()
     text: Mapped[str] = mapped_column(Text, default="")
     full_text: Mapped[str] = mapped_column(Text, default="")
     attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id")

@@ -51,6 +51,8 @@ def seed(app, clock) -> None:
        (Mon 10-18 less lunch = 420, Tue 09-10 = 60: 480 of 2400, met).
     #2 stroymontazh, Mon 3 12:00; answered Tue 4 12:00 (60+240+180 = 480 of 240: breached);
        still open on 31 March, its resolution due long past (the tick claims the breach).
+       The client writes again on Tue 4 at 14:00; the next answer, Wed 5 10:00, took
+       Tue 14-18 (240) + Wed 09-10 (60) = 300 of 240 working minutes: a late next response.
     #3 anna@gmail.com (public offer, 8 h target), Wed 5 10:00; answered and closed 10:30."""
 
     def client(number: int, sender: str, moment: datetime) -> None:
@@ -69,6 +71,10 @@ def seed(app, clock) -> None:
     engineer(1, "Исправлено в 4.2.1, обновите.", at(2025, 3, 3, 11, 0))
     engineer(1, "#close solved", at(2025, 3, 4, 10, 0))
     engineer(2, "Смотрим.", at(2025, 3, 4, 12, 0))
+    clock.current = at(2025, 3, 4, 14, 0)
+    ingest(app, build_mail(sender="petrov@stroymontazh.ru", subject="Re: [SIS #2] Округление 2",
+                           body="Ошибка осталась.", message_id="<c2b@x>"))  # fmt: skip
+    engineer(2, "Обновите до 4.2.2.", at(2025, 3, 5, 10, 0))
     client(3, "anna@gmail.com", at(2025, 3, 5, 10, 0))
     engineer(3, "#close solved\n\nГотово.", at(2025, 3, 5, 10, 30))
     clock.current = at(2025, 3, 31, 17, 0)
@@ -92,13 +98,20 @@ def test_figures_are_what_was_computed_by_hand(app):
     assert numbers["tickets"] == {"created": 3, "closed": 2, "open_at_end": 1}
     assert numbers["first_response_minutes"] == {"count": 3, "median": 60, "p90": 480}
     assert numbers["resolution_minutes"] == {"count": 2, "median": 30, "p90": 480}
-    assert numbers["sla_compliance"] == {"first_response": 66.7, "resolution": 66.7}
+    assert numbers["sla_compliance"] == {
+        "first_response": 66.7, "next_responses": 0.0, "resolution": 66.7,
+    }  # fmt: skip
+    assert numbers["sla_compliance_by_criticality"]["normal"] == numbers["sla_compliance"]
+    assert numbers["sla_compliance_by_criticality"]["critical"] == {
+        "first_response": None, "next_responses": None, "resolution": None,
+    }  # fmt: skip
+    assert numbers["reopen_rate"] == 0.0
     assert numbers["breached_open"] == 1
     assert numbers["closing_reasons"] == {"solved": 2}
     assert numbers["by_channel"] == {"email": 3}
     assert numbers["by_organization"] == [
         {"name": "stroymontazh", "contract": "stroymontazh", "created": 2, "closed": 1,
-         "sla_compliance": {"first_response": 50.0, "resolution": 50.0}},
+         "sla_compliance": {"first_response": 50.0, "next_responses": 0.0, "resolution": 50.0}},
         {"name": "—", "contract": None, "created": 1, "closed": 1, "sla_compliance": None},
     ]  # fmt: skip
     assert numbers["plans"] == [

@@ -20,8 +20,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
+from maild.config import CRITICALITIES
 from maild.errors import ConfigError
-from storage.models import Contract, Engineer, Organization, ScheduledSend, Ticket
+from storage.models import (
+    Contract,
+    Engineer,
+    Event,
+    Message,
+    Organization,
+    ScheduledSend,
+    Ticket,
+)
 
 NO_ORGANIZATION = "—"
 # Breaches still open: the escalation at the due moment (fraction 1.0) was claimed.
@@ -126,6 +135,10 @@ def figures(session: Session, period: Period) -> dict[str, Any]:
         "first_response_minutes": _percentiles(session, Ticket.first_response_minutes, answered),
         "resolution_minutes": _percentiles(session, Ticket.resolution_minutes, resolved),
         "sla_compliance": _sla_compliance(session, period, None),
+        "sla_compliance_by_criticality": {
+            level: _sla_compliance(session, period, None, level) for level in CRITICALITIES
+        },
+        "reopen_rate": _reopen_rate(session, period),
         "breached_open": session.scalar(select(func.count()).where(_open_breaches(period))) or 0,
         "per_day": _per_day(session, period),
     }
@@ -155,6 +168,21 @@ def _count_if(condition: Any) -> Any:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
+def _reopen_rate(session: Session, period: Period) -> float | None:
+    """Per cent of the tickets resolved or closed in the period that were reopened in it."""
+    reopened = session.scalar(
+        select(func.count(func.distinct(Event.ticket_id))).where(
+            Event.kind == "reopened", _within(Event.created_at, period)
+        )
+    )
+    done = session.scalar(
+        select(func.count())
+        .select_from(Ticket)
+        .where(or_(_within(Ticket.resolved_at, period), _within(Ticket.closed_at, period)))
+    )
+    return _compliance(int(reopened or 0), int(done or 0))
+
+
 def _counted_by(session: Session, column: Any, condition: Any) -> dict[str, int]:
     rows = session.execute(
         select(column, func.count()).where(condition, column.is_not(None)).group_by(column)
@@ -177,30 +205,45 @@ def _percentiles(session: Session, column: Any, condition: Any) -> dict[str, int
     return result
 
 
-def _sla_compliance(session: Session, period: Period, contract: str | None) -> dict[str, Any]:
-    """Per cent of tickets that met the target: first responses given in the period, and
-    resolutions in the period plus the still-open tickets of the period already past due."""
-    scope = (Contract.name == contract) if contract else literal(True)
-    rows = session.execute(
-        _tickets().add_columns(
-            func.coalesce(func.sum(case((and_(_within(Ticket.first_response_at, period),
-                                              Ticket.first_response_breached.is_(False)), 1),
-                                        else_=0)), 0),
-            func.coalesce(func.sum(case((and_(_within(Ticket.first_response_at, period),
-                                              Ticket.first_response_breached.is_not(None)), 1),
-                                        else_=0)), 0),
-            func.coalesce(func.sum(case((and_(_within(Ticket.resolved_at, period),
-                                              Ticket.resolution_breached.is_(False)), 1),
-                                        else_=0)), 0),
-            func.coalesce(func.sum(case((and_(_within(Ticket.resolved_at, period),
-                                              Ticket.resolution_breached.is_not(None)), 1),
-                                        else_=0)), 0),
-            func.coalesce(func.sum(case((_open_breaches(period), 1), else_=0)), 0),
-        ).where(scope)
-    ).one()  # fmt: skip
-    first_met, first_all, done_met, done_all, open_late = (int(value) for value in rows)
+def _sla_compliance(
+    session: Session, period: Period, contract: str | None, criticality: str | None = None
+) -> dict[str, Any]:
+    """Per cent that met the target: first responses given in the period; next responses
+    (later answers to the client's mail) given in the period; resolutions in the period plus
+    the still-open tickets of the period already past due."""
+    scope = and_(
+        (Contract.name == contract) if contract is not None else literal(True),
+        (Ticket.criticality == criticality) if criticality is not None else literal(True),
+    )
+    answered, resolved = (
+        _within(Ticket.first_response_at, period),
+        _within(Ticket.resolved_at, period),
+    )
+    row = session.execute(
+        _tickets()
+        .add_columns(
+            _count_if(and_(answered, Ticket.first_response_breached.is_(False))),
+            _count_if(and_(answered, Ticket.first_response_breached.is_not(None))),
+            _count_if(and_(resolved, Ticket.resolution_breached.is_(False))),
+            _count_if(and_(resolved, Ticket.resolution_breached.is_not(None))),
+            _count_if(_open_breaches(period)),
+        )
+        .where(scope)
+    ).one()
+    first_met, first_all, done_met, done_all, open_late = (int(value) for value in row)
+    replies = session.execute(
+        select(
+            _count_if(Message.response_breached.is_(False)),
+            _count_if(Message.response_breached.is_not(None)),
+        )
+        .select_from(Message)
+        .join(Ticket, Ticket.id == Message.ticket_id)
+        .outerjoin(Contract, Contract.id == Ticket.contract_id)
+        .where(scope, _within(Message.created_at, period), Message.kind == "answer")
+    ).one()
     return {
         "first_response": _compliance(first_met, first_all),
+        "next_responses": _compliance(int(replies[0]), int(replies[1])),
         "resolution": _compliance(done_met, done_all + open_late),
     }
 

@@ -27,6 +27,8 @@ LABELS = {
         "closed": "Закрыто",
         "open_at_end": "Открыто на конец периода",
         "first_response": "Первый ответ",
+        "next_responses": "Последующие ответы",
+        "reopen_rate": "Открыто повторно, %",
         "resolution": "Решение",
         "median": "медиана",
         "p90": "90-й перцентиль",
@@ -60,6 +62,8 @@ LABELS = {
         "closed": "Closed",
         "open_at_end": "Open at period end",
         "first_response": "First response",
+        "next_responses": "Next responses",
+        "reopen_rate": "Reopened, %",
         "resolution": "Resolution",
         "median": "median",
         "p90": "90th percentile",
@@ -117,7 +121,7 @@ def summary_rows(report: Mapping[str, Any], language: str) -> list[tuple[str, st
                     before[clock][stat],
                 )
             )
-    for clock in ("first_response", "resolution"):
+    for clock in ("first_response", "next_responses", "resolution"):
         rows.append(
             (
                 "sla_compliance",
@@ -134,6 +138,7 @@ def summary_rows(report: Mapping[str, Any], language: str) -> list[tuple[str, st
             before["breached_open"],
         )
     )
+    rows.append(("tickets", labels["reopen_rate"], report["reopen_rate"], before["reopen_rate"]))
     return rows
 
 
