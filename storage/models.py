@@ -93,6 +93,13 @@ class Engineer(Base):
 
 class Ticket(Base):
     __tablename__ = "tickets"
+    # The managers' reports select by period on each of these moments (maild.reports).
+    __table_args__ = (
+        Index("ix_tickets_created_at", "created_at"),
+        Index("ix_tickets_closed_at", "closed_at"),
+        Index("ix_tickets_resolved_at", "resolved_at"),
+        Index("ix_tickets_first_response_at", "first_response_at"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     subject: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="new")
@@ -200,6 +207,7 @@ class InboundMessage(Base):
 
 class Message(Base):
     __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_kind_created", "kind", "created_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
     inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))

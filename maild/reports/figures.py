@@ -119,7 +119,10 @@ def figures(session: Session, period: Period) -> dict[str, Any]:
         or_(Ticket.resolved_at.is_(None), Ticket.resolved_at >= period.end),
     )
     totals = session.execute(
-        select(_count_if(created), _count_if(closed), _count_if(open_at_end)).select_from(Ticket)
+        select(_count_if(created), _count_if(closed), _count_if(open_at_end))
+        .select_from(Ticket)
+        .where(Ticket.created_at < period.end)
+        .where(or_(Ticket.resolved_at.is_(None), Ticket.resolved_at >= period.start, closed))
     ).one()
     return {
         "period": period.label,
@@ -157,7 +160,8 @@ def _per_day(session: Session, period: Period) -> list[tuple[str, int, int]]:
     for start, end in days:
         columns.append(_count_if(and_(Ticket.created_at >= start, Ticket.created_at < end)))
         columns.append(_count_if(and_(Ticket.closed_at >= start, Ticket.closed_at < end)))
-    row = session.execute(select(*columns).select_from(Ticket)).one()
+    touched = or_(_within(Ticket.created_at, period), _within(Ticket.closed_at, period))
+    row = session.execute(select(*columns).select_from(Ticket).where(touched)).one()
     return [
         (start.date().isoformat(), int(row[2 * i]), int(row[2 * i + 1]))
         for i, (start, _) in enumerate(days)
@@ -229,6 +233,7 @@ def _sla_compliance(
             _count_if(_open_breaches(period)),
         )
         .where(scope)
+        .where(or_(answered, resolved, _within(Ticket.created_at, period)))
     ).one()
     first_met, first_all, done_met, done_all, open_late = (int(value) for value in row)
     replies = session.execute(
@@ -284,6 +289,9 @@ def _by_engineer(session: Session, period: Period) -> list[dict[str, Any]]:
                                     Ticket.resolved_at >= period.end)), 1), else_=0)),
         )
         .join(Ticket, Ticket.assignee_id == Engineer.id)
+        .where(Ticket.created_at < period.end)
+        .where(or_(Ticket.resolved_at.is_(None), Ticket.resolved_at >= period.start,
+                   _within(Ticket.closed_at, period)))
         .group_by(Engineer.email, Engineer.name)
         .order_by(Engineer.email)
     ).all()  # fmt: skip
