@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any, TextIO, TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
@@ -24,7 +24,9 @@ from maild.config import Config, load_config
 from maild.deadlines import ticket_sla
 from maild.errors import MaildError
 from maild.sources.files import input_size, iter_messages
-from maild.terminal import json_text, printable
+from maild.terminal import print_json as _print_json
+from maild.terminal import printable
+from maild.terminal import say as _say
 from maild.timecommands import add_time_commands
 from maild.work import Incoming, IngestResult
 from maild.worker import batched, process_batch
@@ -62,15 +64,6 @@ def _setup_logging(config: Config, verbose: bool) -> None:
         # one line per message is ours to write, theirs are details for --verbose.
         for noisy in ("mail.log", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _say(text: str, stream: TextIO | None = None) -> None:
-    """Every human-readable line goes out here: what clients wrote cannot drive the terminal."""
-    (stream or sys.stdout).write(printable(text) + "\n")
-
-
-def _print_json(value: Any, stream: TextIO | None = None) -> None:
-    (stream or sys.stdout).write(json_text(value) + "\n")
 
 
 # --- init ---

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+import sys
+from typing import Any, TextIO
 
 # C0 controls but tab and newline, DEL, C1 controls, bidi embeddings, overrides and isolates.
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -39,3 +40,12 @@ def json_text(value: Any) -> str:
     """`value` as one line of JSON that a terminal can show safely and any parser reads back
     unchanged: DEL, C1 and bidi characters as `\\u` escapes, the rest of Unicode as it is."""
     return _JSON_UNPRINTABLE.sub(_json_escape, json.dumps(value, ensure_ascii=False))
+
+
+def say(text: str, stream: TextIO | None = None) -> None:
+    """Every human-readable line goes out here: what clients wrote cannot drive the terminal."""
+    (stream or sys.stdout).write(printable(text) + "\n")
+
+
+def print_json(value: Any, stream: TextIO | None = None) -> None:
+    (stream or sys.stdout).write(json_text(value) + "\n")

@@ -7,7 +7,7 @@ import argparse
 import sys
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from maild.app import open_app
@@ -25,20 +25,12 @@ from maild.reports.schedule import (
 )
 from maild.scheduler import run_due
 from maild.sla import calendar_for
-from maild.terminal import json_text, printable
+from maild.terminal import json_text, print_json, say
 from storage import repositories as repo
 from worktime import CalendarDay, DayKind
 from worktime.arithmetic import add_minutes_24x7, add_working_minutes
 
 EXIT_OK = 0
-
-
-def _say(text: str, stream: TextIO | None = None) -> None:
-    (stream or sys.stdout).write(printable(text) + "\n")
-
-
-def _json(value: Any) -> None:
-    sys.stdout.write(json_text(value) + "\n")
 
 
 def cmd_tick(config: Config, args: argparse.Namespace) -> int:
@@ -50,9 +42,9 @@ def cmd_tick(config: Config, args: argparse.Namespace) -> int:
     finally:
         app.close()
     if args.json:
-        _json({"now": app.clock.now().isoformat(), **report.as_json()})
+        print_json({"now": app.clock.now().isoformat(), **report.as_json()})
     else:
-        _say(
+        say(
             f"tick at {app.clock.now().isoformat()}: {report.tickets} open tickets, "
             f"{report.escalations} escalations, {report.reminders} reminders, "
             f"{report.closed} closed, {report.digests} digests, {report.reports} reports"
@@ -81,13 +73,13 @@ def cmd_contracts(config: Config, args: argparse.Namespace) -> int:
         app.close()
     offer = {"name": None, "mode": config.sla.mode, "public_offer": True, "open_tickets": public}
     if args.json:
-        _json({"contracts": rows, "public_offer": offer})
+        print_json({"contracts": rows, "public_offer": offer})
         return EXIT_OK
     for row in rows:
         scope = ", ".join(row["domains"] + row["addresses"]) or "(channels only)"
         inactive = "" if row["active"] else "  [no longer in the config]"
-        _say(f"{row['name']:24} {row['mode']:9} {row['open_tickets']:5} open   {scope}{inactive}")
-    _say(f"{'(public offer)':24} {config.sla.mode:9} {public:5} open   everyone else")
+        say(f"{row['name']:24} {row['mode']:9} {row['open_tickets']:5} open   {scope}{inactive}")
+    say(f"{'(public offer)':24} {config.sla.mode:9} {public:5} open   everyone else")
     return EXIT_OK
 
 
@@ -131,14 +123,14 @@ def cmd_calendar_show(config: Config, args: argparse.Namespace) -> int:
     if whole_year:
         result["totals"] = totals
     if args.json:
-        _json(result)
+        print_json(result)
         return EXIT_OK
     if not result["decreed"]:
-        _say(f"warning: no decreed data for {start.year}: weekends and art. 112 holidays only")
+        say(f"warning: no decreed data for {start.year}: weekends and art. 112 holidays only")
     for d in days:
         mark = {"working": " ", "short": "~", "day_off": "x"}[str(d.kind)]
-        _say(f"{d.day.isoformat()} {d.day.strftime('%a')} {mark} {d.working_minutes:4} {d.reason}")
-    _say(f"{totals['working_days']} working days, {totals['working_hours']:g} working hours")
+        say(f"{d.day.isoformat()} {d.day.strftime('%a')} {mark} {d.working_minutes:4} {d.reason}")
+    say(f"{totals['working_days']} working days, {totals['working_hours']:g} working hours")
     return EXIT_OK
 
 
@@ -152,10 +144,10 @@ def cmd_calendar_due(config: Config, args: argparse.Namespace) -> int:
     zone = calendar_for(config.calendar).timezone
     local = due.astimezone(zone)
     if args.json:
-        _json({"start": start.astimezone(zone).isoformat(), "minutes": args.minutes,
+        print_json({"start": start.astimezone(zone).isoformat(), "minutes": args.minutes,
                "mode": mode, "due": local.isoformat()})  # fmt: skip
     else:
-        _say(local.isoformat())
+        say(local.isoformat())
     return EXIT_OK
 
 
@@ -194,11 +186,11 @@ def cmd_digest(config: Config, args: argparse.Namespace) -> int:
         if args.dry_run:
             with app.sessions() as session:
                 figures = digest_figures(config, session, now)
-            _say(digest_text(figures, config.tickets.language).rstrip("\n"))
+            say(digest_text(figures, config.tickets.language).rstrip("\n"))
             return EXIT_OK
         to = (args.to.lower(),) if args.to else digest_recipients(config)
         if not to:
-            _say("maild: no recipients: set [digest] recipients or [escalation] managers, "
+            say("maild: no recipients: set [digest] recipients or [escalation] managers, "
                  "or give --to", sys.stderr)  # fmt: skip
             return 1
         with at_moment(now), app.sessions.begin() as session:
@@ -206,7 +198,7 @@ def cmd_digest(config: Config, args: argparse.Namespace) -> int:
         app.deliver_outbox()
     finally:
         app.close()
-    _say(f"{subject} → {', '.join(to)}")
+    say(f"{subject} → {', '.join(to)}")
     return EXIT_OK
 
 
@@ -221,7 +213,7 @@ def cmd_report(config: Config, args: argparse.Namespace) -> int:
         finally:
             app.close()
         if not sent:
-            _say("maild: no recipients: set [reports] recipients or [escalation] managers",
+            say("maild: no recipients: set [reports] recipients or [escalation] managers",
                  sys.stderr)  # fmt: skip
             return 1
     if args.out and args.out != "-":

@@ -8,16 +8,21 @@ past a due moment.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from maild.config import Config
 from maild.deadlines import ticket_sla
-from maild.reports.figures import NO_ORGANIZATION
+from maild.reports.figures import (
+    count_if,
+    created_and_closed_per_day,
+    day_bounds,
+    organization_name,
+)
 from storage.models import (
     Contract,
     Engineer,
@@ -35,15 +40,6 @@ LISTED = 20
 _AT_RISK_KEYS = ("first_response:0.75", "resolution:0.75", "first_response:1", "resolution:1")
 
 
-def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time(), tzinfo=zone)
-    return start, datetime.combine(day + timedelta(days=1), time(), tzinfo=zone)
-
-
-def _count_if(condition: Any) -> Any:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-
 def digest_figures(config: Config, session: Session, now: datetime) -> dict[str, Any]:
     zone = ZoneInfo(config.calendar.timezone)
     today = now.astimezone(zone).date()
@@ -54,12 +50,12 @@ def digest_figures(config: Config, session: Session, now: datetime) -> dict[str,
 
     counts = session.execute(
         select(
-            _count_if(yesterday(Ticket.created_at)),
-            _count_if(yesterday(Ticket.first_response_at)),
-            _count_if(and_(yesterday(Ticket.resolved_at), Ticket.status == "resolved")),
-            _count_if(yesterday(Ticket.closed_at)),
-            _count_if(Ticket.status.in_(OPEN)),
-            _count_if(Ticket.status == "waiting"),
+            count_if(yesterday(Ticket.created_at)),
+            count_if(yesterday(Ticket.first_response_at)),
+            count_if(and_(yesterday(Ticket.resolved_at), Ticket.status == "resolved")),
+            count_if(yesterday(Ticket.closed_at)),
+            count_if(Ticket.status.in_(OPEN)),
+            count_if(Ticket.status == "waiting"),
         ).select_from(Ticket)
     ).one()
     answers = session.scalar(
@@ -103,9 +99,8 @@ def _ticket_row(config: Config, ticket: Ticket, organization: str) -> dict[str, 
 
 
 def _with_organization() -> Any:
-    name = func.coalesce(Contract.name, Organization.domain, NO_ORGANIZATION)
     return (
-        select(Ticket, name)
+        select(Ticket, organization_name())
         .outerjoin(Contract, Contract.id == Ticket.contract_id)
         .outerjoin(Organization, Organization.id == Ticket.organization_id)
     )
@@ -161,7 +156,7 @@ def _load(session: Session) -> list[dict[str, Any]]:
     rows = session.execute(
         select(
             func.coalesce(Engineer.name, Engineer.email), Engineer.email,
-            func.count(Ticket.id), _count_if(Ticket.id.in_(breached)),
+            func.count(Ticket.id), count_if(Ticket.id.in_(breached)),
         )
         .select_from(Ticket)
         .outerjoin(Engineer, Engineer.id == Ticket.assignee_id)
@@ -199,15 +194,9 @@ def _failures(session: Session, yesterday: Any) -> dict[str, int]:
 
 
 def _per_day(session: Session, today: date, zone: ZoneInfo) -> list[tuple[str, int, int]]:
-    """Created and closed on each of the last 14 days, in one query."""
+    """Created and closed on each of the last 14 days."""
     days = [today - timedelta(days=offset) for offset in range(14, 0, -1)]
-    columns = []
-    for day in days:
-        start, end = day_bounds(day, zone)
-        columns.append(_count_if(and_(Ticket.created_at >= start, Ticket.created_at < end)))
-        columns.append(_count_if(and_(Ticket.closed_at >= start, Ticket.closed_at < end)))
-    row = session.execute(select(*columns).select_from(Ticket)).one()
-    return [(day.isoformat(), int(row[2 * i]), int(row[2 * i + 1])) for i, day in enumerate(days)]
+    return created_and_closed_per_day(session, days, zone)
 
 
 # --- the mail ----------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def figures(session: Session, period: Period) -> dict[str, Any]:
         or_(Ticket.resolved_at.is_(None), Ticket.resolved_at >= period.end),
     )
     totals = session.execute(
-        select(_count_if(created), _count_if(closed), _count_if(open_at_end))
+        select(count_if(created), count_if(closed), count_if(open_at_end))
         .select_from(Ticket)
         .where(Ticket.created_at < period.end)
         .where(or_(Ticket.resolved_at.is_(None), Ticket.resolved_at >= period.start, closed))
@@ -148,27 +148,42 @@ def figures(session: Session, period: Period) -> dict[str, Any]:
 
 
 def _per_day(session: Session, period: Period) -> list[tuple[str, int, int]]:
-    """Created and closed per calendar day: one query with a pair of sums per day (the
-    calendar's days, whatever zone the database runs in)."""
-    days: list[tuple[datetime, datetime]] = []
-    day = period.start
-    while day < period.end:
-        following = datetime.combine(day.date() + timedelta(days=1), time(), tzinfo=day.tzinfo)
-        days.append((day, following))
-        day = following
+    days: list[date] = []
+    day = period.start.date()
+    while day < period.end.date():
+        days.append(day)
+        day += timedelta(days=1)
+    return created_and_closed_per_day(session, days, period.start.tzinfo)  # type: ignore[arg-type]
+
+
+def created_and_closed_per_day(
+    session: Session, days: Sequence[date], zone: ZoneInfo
+) -> list[tuple[str, int, int]]:
+    """Created and closed on each calendar day, in one query of paired sums (the calendar's
+    days, whatever zone the database runs in) over the rows those days touch."""
+    if not days:
+        return []
+    bounds = [day_bounds(day, zone) for day in days]
     columns = []
-    for start, end in days:
-        columns.append(_count_if(and_(Ticket.created_at >= start, Ticket.created_at < end)))
-        columns.append(_count_if(and_(Ticket.closed_at >= start, Ticket.closed_at < end)))
-    touched = or_(_within(Ticket.created_at, period), _within(Ticket.closed_at, period))
+    for start, end in bounds:
+        columns.append(count_if(and_(Ticket.created_at >= start, Ticket.created_at < end)))
+        columns.append(count_if(and_(Ticket.closed_at >= start, Ticket.closed_at < end)))
+    first, last = bounds[0][0], bounds[-1][1]
+    touched = or_(
+        and_(Ticket.created_at >= first, Ticket.created_at < last),
+        and_(Ticket.closed_at >= first, Ticket.closed_at < last),
+    )
     row = session.execute(select(*columns).select_from(Ticket).where(touched)).one()
-    return [
-        (start.date().isoformat(), int(row[2 * i]), int(row[2 * i + 1]))
-        for i, (start, _) in enumerate(days)
-    ]
+    return [(day.isoformat(), int(row[2 * i]), int(row[2 * i + 1])) for i, day in enumerate(days)]
 
 
-def _count_if(condition: Any) -> Any:
+def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time(), tzinfo=zone)
+    return start, datetime.combine(day + timedelta(days=1), time(), tzinfo=zone)
+
+
+def count_if(condition: Any) -> Any:
+    """SUM(CASE WHEN condition THEN 1 ELSE 0 END), 0 on no rows: counts many things in one scan."""
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
@@ -226,11 +241,11 @@ def _sla_compliance(
     row = session.execute(
         _tickets()
         .add_columns(
-            _count_if(and_(answered, Ticket.first_response_breached.is_(False))),
-            _count_if(and_(answered, Ticket.first_response_breached.is_not(None))),
-            _count_if(and_(resolved, Ticket.resolution_breached.is_(False))),
-            _count_if(and_(resolved, Ticket.resolution_breached.is_not(None))),
-            _count_if(_open_breaches(period)),
+            count_if(and_(answered, Ticket.first_response_breached.is_(False))),
+            count_if(and_(answered, Ticket.first_response_breached.is_not(None))),
+            count_if(and_(resolved, Ticket.resolution_breached.is_(False))),
+            count_if(and_(resolved, Ticket.resolution_breached.is_not(None))),
+            count_if(_open_breaches(period)),
         )
         .where(scope)
         .where(or_(answered, resolved, _within(Ticket.created_at, period)))
@@ -238,8 +253,8 @@ def _sla_compliance(
     first_met, first_all, done_met, done_all, open_late = (int(value) for value in row)
     replies = session.execute(
         select(
-            _count_if(Message.response_breached.is_(False)),
-            _count_if(Message.response_breached.is_not(None)),
+            count_if(Message.response_breached.is_(False)),
+            count_if(Message.response_breached.is_not(None)),
         )
         .select_from(Message)
         .join(Ticket, Ticket.id == Message.ticket_id)
