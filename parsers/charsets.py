@@ -10,6 +10,7 @@ Russian and Ukrainian needs a handful of letters.
 from __future__ import annotations
 
 import codecs
+import functools
 import math
 import re
 
@@ -56,10 +57,17 @@ _CASE_FLIP = -4.0
 _JUNK = -4.0
 # Punctuation that the 8-bit tables and UTF-8 carry in real text.
 _TYPOGRAPHY = frozenset("«»—–‘’‚“”„…№\xa0•·©®°±§¶†‰€™")
-_WORD = re.compile(r"[^\W\d_]+")
+# A word with at least one letter outside ASCII (words of ASCII letters score nothing).
+_HIGH_WORD = re.compile(r"[^\W\d_]*[^\W\d_\x00-\x7f][^\W\d_]*")
+# Characters that may be neither a letter nor a space: outside ASCII and outside the
+# Cyrillic letters (the block's signs and combining marks stay in).
+_MAYBE_SYMBOL = re.compile(r"[^\x00-\x7f\u0400-\u0481\u048a-\u04ff]")
+_ENOUGH = 2000
 # How much better (per character outside ASCII) another table must read before a declared
 # single-byte label is overruled.
 _OVERRULE_MARGIN = 0.6
+_HIGH_BYTES = bytes(range(0x80, 0x100))
+_ASCII_LETTERS = bytes(range(65, 91)) + bytes(range(97, 123))
 _MIN_EVIDENCE = 4
 
 
@@ -147,7 +155,8 @@ def _utf8_counts(data: bytes) -> tuple[int, int]:
     text = data.decode("utf-8", "replace")
     replaced = text.count("\ufffd")
     invalid = replaced - data.count(b"\xef\xbf\xbd")  # a real U+FFFD is valid UTF-8
-    return sum(1 for char in text if char > "\x7f") - replaced, invalid
+    outside_ascii = len(text) - len(text.encode("ascii", "ignore"))
+    return outside_ascii - replaced, invalid
 
 
 def _reads_as_utf8(data: bytes, *, labelled: bool) -> bool:
@@ -167,31 +176,37 @@ def _plausibility(text: str) -> float:
     for a capital inside a lower-case word or for sharing a word with Latin letters; Latin
     letters with diacritics score when they sit inside Latin words (Grüße), and lose when a
     whole word is made of them (a Cyrillic text read as Latin-1: "Äîáðûé"); other symbols
-    from the upper half are junk.
+    from the upper half are junk. The first _ENOUGH such characters decide: a wrong table
+    shows on every line, and a 5 MB log must not cost seconds.
     """
-    score, count = 0.0, 0
-    for word in _WORD.findall(text):
-        high = [char for char in word if char > "\x7f"]
-        if not high:
-            continue
-        count += len(high)
-        ascii_letters = len(word) - len(high)
-        cyrillic = [char for char in high if "\u0400" <= char <= "\u04ff"]
-        if cyrillic and ascii_letters:
-            score += _JUNK * len(high)
-            continue
-        if cyrillic:
-            score += _cyrillic_word(word)
-            score += _JUNK * (len(high) - len(cyrillic))
-        elif ascii_letters >= len(high):
-            score += 1.0 * len(high)
-        else:
-            score += -1.0 * len(high)
-    for char in text:
-        if char > "\x7f" and not char.isalpha() and not char.isspace():
+    score, count, end = 0.0, 0, len(text)
+    for match in _HIGH_WORD.finditer(text):
+        word_score, high = _word_score(match.group())
+        score += word_score
+        count += high
+        if count >= _ENOUGH:
+            end = match.end()
+            break
+    for char in _MAYBE_SYMBOL.findall(text, 0, end):
+        if not char.isalpha() and not char.isspace():
             count += 1
             score += 0.0 if char in _TYPOGRAPHY else _JUNK
     return score / count if count else 0.0
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _word_score(word: str) -> tuple[float, int]:
+    """(score, characters outside ASCII) of one word; words repeat, so they are cached."""
+    high = [char for char in word if char > "\x7f"]
+    ascii_letters = len(word) - len(high)
+    cyrillic = sum(1 for char in high if "\u0400" <= char <= "\u04ff")
+    if cyrillic and ascii_letters:
+        return _JUNK * len(high), len(high)
+    if cyrillic:
+        return _cyrillic_word(word) + _JUNK * (len(high) - cyrillic), len(high)
+    if ascii_letters >= len(high):
+        return 1.0 * len(high), len(high)
+    return -1.0 * len(high), len(high)
 
 
 def _cyrillic_word(word: str) -> float:
@@ -203,7 +218,7 @@ def _cyrillic_word(word: str) -> float:
 
 
 def _evidence(data: bytes) -> int:
-    return sum(1 for byte in data if byte >= 0x80)
+    return len(data) - len(data.translate(None, _HIGH_BYTES))
 
 
 def guess_cyrillic(data: bytes) -> str:
@@ -212,8 +227,8 @@ def guess_cyrillic(data: bytes) -> str:
 
 
 def _high_byte_share(data: bytes) -> float:
-    high = sum(1 for byte in data if byte >= 0x80)
-    letters = sum(1 for byte in data if byte >= 0x80 or 65 <= (byte | 0x20) <= 122)
+    high = _evidence(data)
+    letters = high + len(data) - len(data.translate(None, _ASCII_LETTERS))
     return high / letters if letters else 0.0
 
 

@@ -95,10 +95,13 @@ def clean_text(text: str) -> str:
     return _UNSAFE_TEXT.sub("\ufffd", text) if _UNSAFE_TEXT.search(text) else text
 
 
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # a raw 8-bit byte the header parser kept
+
+
 def resolve_8bit(value: str, undeclared: str = "") -> str:
     """Raw 8-bit header bytes (RFC 6532 UTF-8, or a legacy charset nobody declared) to text;
     `undeclared` is the codec the message's undeclared text reads best in (`guess_codec`)."""
-    if any("\udc80" <= char <= "\udcff" for char in value):
+    if _ESCAPED_BYTE.search(value):
         data = value.encode("ascii", "surrogateescape")
         return decode_bytes(data, None, undeclared=undeclared)[0]
     return value
