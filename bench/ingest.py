@@ -16,7 +16,9 @@ import email
 import email.header
 import email.policy
 import json
+import os
 import random
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -395,17 +397,99 @@ name = "Мария Петрова"
 """
 
 
-def measure_maild(
-    corpus: Path, count: int, megabytes: float, manifest: dict[str, int]
-) -> tuple[Result, int]:
-    with tempfile.TemporaryDirectory() as work:
-        config = Path(work) / "maild.toml"
-        config.write_text(MAILD_CONFIG)
-        maild = [sys.executable, "-m", "maild", "--config", str(config)]
+class Database:
+    """Where a maild run writes: a fresh SQLite file, or a fresh PostgreSQL database; with
+    --seed-tickets, a copy of a seeded one (built once, then copied per run)."""
+
+    def __init__(self, out: Path, seed_tickets: int, pg_url: str | None) -> None:
+        self.out, self.seed_tickets, self.pg_url = out, seed_tickets, pg_url
+        self._template: str | None = None
+
+    def prepare(self, work: Path, maild: list[str], config: Path) -> None:
+        """Leave an initialised (and seeded) database at the config's URL."""
+        if self.pg_url is None:
+            if not self.seed_tickets:
+                subprocess.run([*maild, "init"], capture_output=True, check=True)
+                return
+            template = self.out / f"seeded-{self.seed_tickets}.db"
+            if not template.exists():
+                self._build(work, maild, config, template)
+            shutil.copyfile(template, work / "maild.db")
+            subprocess.run([*maild, "init"], capture_output=True, check=True)  # folders
+            return
+        name = self.pg_name()
+        self._pg(f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"'
+                 + (f' TEMPLATE "{self._pg_template(work, maild, config)}"'
+                    if self.seed_tickets else ""))  # fmt: skip
         subprocess.run([*maild, "init"], capture_output=True, check=True)
-        seconds, peak, stdout = measure_child([*maild, "ingest", "--json", str(corpus)])
+
+    def url(self, work: Path) -> str:
+        if self.pg_url is None:
+            return f"sqlite:///{work / 'maild.db'}"
+        return f"{self.pg_url.rsplit('/', 1)[0]}/{self.pg_name()}"
+
+    def pg_name(self) -> str:
+        return f"maild_bench_{os.getpid()}"
+
+    def _pg(self, *statements: str) -> None:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(str(self.pg_url), isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            for statement in statements:
+                connection.execute(text(statement))
+        engine.dispose()
+
+    def _pg_template(self, work: Path, maild: list[str], config: Path) -> str:
+        name = f"maild_bench_seed_{self.seed_tickets}"
+        if self._template is None:
+            self._pg(f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
+            base = str(self.pg_url).rsplit("/", 1)[0]
+            seeded = config.read_text().replace(self.url(work), f"{base}/{name}")
+            seeded_config = work / "seed.toml"
+            seeded_config.write_text(seeded)
+            subprocess.run([*maild[:-1], str(seeded_config), "init"], check=True,
+                           capture_output=True)  # fmt: skip
+            _seed(f"{base}/{name}", self.seed_tickets)
+            self._template = name
+        return name
+
+    def _build(self, work: Path, maild: list[str], config: Path, template: Path) -> None:
+        del config
+        subprocess.run([*maild, "init"], capture_output=True, check=True)
+        _seed(self.url(work), self.seed_tickets)
+        shutil.copyfile(work / "maild.db", template)
+
+    def drop(self) -> None:
+        if self.pg_url is not None:
+            self._pg(f'DROP DATABASE IF EXISTS "{self.pg_name()}"')
+
+
+def _seed(url: str, tickets: int) -> None:
+    subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "seed_tickets.py"), url,
+         "--tickets", str(tickets)], check=True,
+    )  # fmt: skip
+
+
+def measure_maild(
+    corpus: Path, count: int, megabytes: float, manifest: dict[str, int], database: Database
+) -> tuple[Result, int]:
+    with tempfile.TemporaryDirectory() as work_name:
+        work = Path(work_name)
+        config = work / "maild.toml"
+        config.write_text(MAILD_CONFIG.replace('"sqlite:///maild.db"', f'"{database.url(work)}"'))
+        maild = [sys.executable, "-m", "maild", "--config", str(config)]
+        database.prepare(work, maild, config)
+        try:
+            seconds, peak, stdout = measure_child([*maild, "ingest", "--json", str(corpus)])
+        finally:
+            database.drop()
     decisions = [json.loads(line) for line in stdout.splitlines()]
-    mismatches = sum(1 for d in decisions if manifest.get(d["message_id"]) != d["ticket"])
+    offset = database.seed_tickets  # seeded tickets come first: new ones are numbered after
+    mismatches = sum(
+        1 for d in decisions if manifest.get(d["message_id"], -offset) + offset != d["ticket"]
+    )
     mismatches += count - len(decisions)
     return Result("maild", seconds, count, megabytes, peak), mismatches
 
@@ -429,6 +513,15 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     parser.add_argument("--skip-maild", action="store_true")
+    parser.add_argument(
+        "--seed-tickets", type=int, default=0,
+        help="ingest into a database already holding this many tickets (bench/seed_tickets.py)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pg", metavar="URL",
+        help="maild writes to PostgreSQL (a fresh database per run, made through this URL, "
+        "e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres)",
+    )  # fmt: skip
     parser.add_argument("--run-baseline", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -449,11 +542,12 @@ def main() -> int:
     )
     results: dict[str, list[Result]] = {"policy_default": [], "compat32": [], "maild": []}
     mismatches = 0
+    database = Database(args.out, args.seed_tickets, args.pg)
     for _ in range(args.repeat):
         for name in ("policy_default", "compat32"):
             results[name].append(measure_baseline(name, corpus, args.messages, megabytes))
         if not args.skip_maild:
-            result, mismatches = measure_maild(corpus, args.messages, megabytes, manifest)
+            result, mismatches = measure_maild(corpus, args.messages, megabytes, manifest, database)
             results["maild"].append(result)
     medians = {name: summarise(runs) for name, runs in results.items() if runs}
     print(f"\n{'run':<16}{'msg/s':>10}{'MB/s':>10}{'seconds':>10}{'peak RSS MB':>14}")

@@ -17,18 +17,20 @@ import cProfile
 import json
 import pstats
 import re
+import shutil
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from ingest import MAILD_CONFIG, generate_corpus  # noqa: E402
-from sqlalchemy import event  # noqa: E402
+from sqlalchemy import Engine, event  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from maild.app import initialize, open_app  # noqa: E402
@@ -43,15 +45,17 @@ class StatementCounter:
 
     def __init__(self) -> None:
         self.statements: Counter[str] = Counter()
+        self.examples: dict[str, tuple[str, Any]] = {}
         self.flushes = 0
 
     def attach(self, engine: object) -> None:
         event.listen(engine, "before_cursor_execute", self._statement)
         event.listen(Session, "after_flush", self._flush)
 
-    def _statement(self, _conn, _cursor, statement, *_rest) -> None:  # type: ignore[no-untyped-def]
+    def _statement(self, _conn, _cursor, statement, parameters, *_rest) -> None:  # type: ignore[no-untyped-def]
         shape = re.sub(r"\s+", " ", statement).strip()[:110]
         self.statements[shape] += 1
+        self.examples.setdefault(shape, (statement, parameters))
 
     def _flush(self, _session, _context) -> None:  # type: ignore[no-untyped-def]
         self.flushes += 1
@@ -59,6 +63,25 @@ class StatementCounter:
     @property
     def total(self) -> int:
         return sum(self.statements.values())
+
+
+def query_plans(engine: Engine, counter: StatementCounter) -> list[tuple[str, list[str]]]:
+    """The plan of each statement shape that reads rows, with the parameters it first ran with."""
+    sqlite = engine.dialect.name == "sqlite"
+    plans = []
+    with engine.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        for shape, (statement, parameters) in counter.examples.items():
+            if not statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
+                continue
+            cursor = raw.cursor()  # type: ignore[union-attr]
+            cursor.execute(
+                ("EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN ") + statement, parameters
+            )
+            rows = cursor.fetchall()
+            plans.append((shape, [str(row[-1] if sqlite else row[0]) for row in rows]))
+        connection.rollback()
+    return plans
 
 
 def corpus_files(out: Path, messages: int) -> list[Path]:
@@ -78,6 +101,16 @@ def main() -> int:
     parser.add_argument("--stats", type=Path, help="keep the cProfile data in this file")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--no-profile", action="store_true", help="count statements only")
+    parser.add_argument(
+        "--seeded", type=Path,
+        help="start from a copy of this SQLite database (bench/seed_tickets.py) instead of "
+        "an empty one",
+    )  # fmt: skip
+    parser.add_argument(
+        "--plans", action="store_true",
+        help="print the query plan of every statement shape that reads (EXPLAIN QUERY PLAN / "
+        "EXPLAIN), to check that the hot path uses an index",
+    )  # fmt: skip
     args = parser.parse_args()
     files = corpus_files(args.out, args.messages)
     with tempfile.TemporaryDirectory() as work:
@@ -89,6 +122,8 @@ def main() -> int:
         text = text.replace('"maildir:outbox"', json.dumps(f"maildir:{work}/outbox"))
         (Path(work) / "maild.toml").write_text(text)
         config = load_config(Path(work) / "maild.toml")
+        if args.seeded:
+            shutil.copyfile(args.seeded, Path(work) / "maild.db")
         initialize(config)
         app = open_app(config)
         counter = StatementCounter()
@@ -98,7 +133,7 @@ def main() -> int:
             for n, path in enumerate(files)
         ]
         profile = cProfile.Profile()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         if not args.no_profile:
             profile.enable()
         for batch in batched(incoming):
@@ -110,11 +145,14 @@ def main() -> int:
         app.deliver_outbox()
         profile.disable()
         seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
+        plans = query_plans(app.engine, counter) if args.plans else []
         app.close()
     count = len(files)
     print(
         f"{count} messages in {seconds:.1f} s ({count / seconds:.1f} msg/s"
-        f"{', under cProfile' if not args.no_profile else ''})"
+        f"{', under cProfile' if not args.no_profile else ''}), "
+        f"CPU {1000 * cpu / count:.2f} ms per message"
     )
     print(
         f"SQL statements: {counter.total} ({counter.total / count:.1f} per message); "
@@ -123,6 +161,8 @@ def main() -> int:
     print("\nstatements by shape (per message):")
     for shape, number in counter.statements.most_common(30):
         print(f"{number / count:7.2f}  {shape}")
+    for shape, plan in plans:
+        print(f"\n{shape}\n    " + "\n    ".join(plan))
     if not args.no_profile:
         if args.stats:
             profile.dump_stats(args.stats)

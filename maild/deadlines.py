@@ -10,11 +10,13 @@ from sqlalchemy.orm import Session
 from maild.config import Config
 from maild.sla import SlaStatus, StatusChange, calendar_for, sla_status, ticket_terms
 from storage.models import Event, Message, Ticket
+from storage.repositories import flush_events
 from worktime.arithmetic import working_minutes_excluding
 
 
 def status_changes(session: Session, ticket_id: int) -> list[StatusChange]:
     """The ticket's status history from its audit trail (a reopen is a change to open)."""
+    flush_events(session)
     events = session.execute(
         select(Event.created_at, Event.kind, Event.detail)
         .where(Event.ticket_id == ticket_id, Event.kind.in_(("status_changed", "reopened")))

@@ -80,7 +80,7 @@ def notify_ticket(
     artifacts = [
         {
             "filename": f.filename, "kind": f.kind, "size": f.size,
-            "new": f.message_id == message.id, "flags": f.artifact.flags if f.artifact else "",
+            "new": f.message_id == message.id, "flags": f.flags,
         }
         for f in files
         if f.refused_reason is None

@@ -113,7 +113,7 @@ class Pipeline:
     def run_stages(self, session: Session, incoming: Incoming) -> IngestResult:
         """Every stage, in order, inside the caller's transaction (see maild.worker)."""
         work = Work(incoming=incoming, session=session, identity=identify_message(incoming.raw))
-        with at_moment(self.clock.now()):
+        with at_moment(self.clock.now()), repo.buffered_events(session):
             return self._run(work)
 
     def _run(self, work: Work) -> IngestResult:
@@ -140,10 +140,9 @@ class Pipeline:
         if replayed is None:
             blob = _store_raw(self.artifacts, incoming.raw)
             repo.record_artifact(session, blob.sha256, blob.size)
-            row = _ledger_row(incoming, identity, "quarantined", reason)
-            row.explanation = f"quarantined: {detail}"[:2000]
-            session.add(row)
-            session.flush()
+            values = _ledger_values(incoming, identity, "quarantined", reason)
+            values["explanation"] = f"quarantined: {detail}"[:2000]
+            row = repo.insert_row(session, InboundMessage, **values)
             repo.add_event(
                 session, "quarantined", reason, inbound_id=row.id, detail={"error": detail}
             )
@@ -154,19 +153,15 @@ class Pipeline:
         )  # fmt: skip
 
 
-def _ledger_row(
+def _ledger_values(
     incoming: Incoming, identity: MessageIdentity, state: str, reason: str
-) -> InboundMessage:
-    return InboundMessage(
-        spool_id=incoming.spool_id,
-        source=incoming.source[:255],
-        dedup_key=identity.dedup_key,
-        raw_sha256=identity.raw_sha256,
-        raw_size=incoming.raw.size,
-        message_id=identity.message_id,
-        state=state,
-        reason=reason,
-    )
+) -> dict[str, Any]:
+    return {
+        "spool_id": incoming.spool_id, "source": incoming.source[:255],
+        "dedup_key": identity.dedup_key, "raw_sha256": identity.raw_sha256,
+        "raw_size": incoming.raw.size, "message_id": identity.message_id, "state": state,
+        "reason": reason,
+    }  # fmt: skip
 
 
 # --- spool: the ledger makes a replay after a crash, and a second copy, harmless ---
@@ -183,9 +178,9 @@ def stage_ledger(pipeline: Pipeline, work: Work) -> IngestResult | None:
             incoming.spool_id, replayed.message_id, IngestAction(replayed.state),
             replayed.ticket_id, replayed.reason, replayed.explanation,
         )  # fmt: skip
-    work.inbound = _ledger_row(incoming, work.identity, "processing", "")
-    session.add(work.inbound)
-    session.flush()
+    work.inbound = repo.insert_row(
+        session, InboundMessage, **_ledger_values(incoming, work.identity, "processing", "")
+    )
     if original is None:
         return None
     if original.ticket_id is not None:
@@ -592,26 +587,15 @@ def _store_message(
     parsed = known(parsed)
     sender = known(parsed.sender)
     recipients = ", ".join(address.email for address in (*parsed.to, *parsed.cc))
-    message = Message(
-        ticket_id=ticket.id,
-        inbound_id=inbound_id(work),
-        direction="in",
-        visibility=visibility,
-        kind=kind,
-        message_id=parsed.message_id,
+    message = repo.insert_row(
+        work.session, Message, ticket_id=ticket.id, inbound_id=inbound_id(work), direction="in",
+        visibility=visibility, kind=kind, message_id=parsed.message_id,
         in_reply_to=" ".join(parsed.in_reply_to) or None,
-        references=" ".join(parsed.references) or None,
-        sender_email=sender.email,
-        sender_name=sender.name[:255],
-        recipients=recipients,
-        subject=parsed.subject,
-        sent_at=parsed.date,
-        created_at=pipeline.clock.now(),
-        text=parsed.new_text if text is None else text,
-        full_text=parsed.full_text,
-    )
-    work.session.add(message)
-    work.session.flush()
+        references=" ".join(parsed.references) or None, sender_email=sender.email,
+        sender_name=sender.name[:255], recipients=recipients, subject=parsed.subject,
+        sent_at=parsed.date, created_at=pipeline.clock.now(),
+        text=parsed.new_text if text is None else text, full_text=parsed.full_text,
+    )  # fmt: skip
     repo.add_attachments(work.session, message, parsed.attachments)
     return message
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from maild import compose
@@ -21,6 +22,7 @@ from parsers.rawmail import RawMail
 from parsers.reachability import why_unanswerable
 from parsers.types import ParsedMessage
 from storage.models import InboundMessage, Message, OutboxMessage, Ticket
+from storage.repositories import insert_row
 from threading_rules.authenticity import AuthorIdentity
 from threading_rules.decide import ThreadDecision
 
@@ -112,14 +114,15 @@ def known(value: T | None) -> T:
 
 def finish(work: Work, action: IngestAction, reason: str, explanation: str) -> IngestResult:
     """Write the ledger outcome and turn it into the stage's result."""
-    inbound = work.inbound
-    inbound = known(inbound)
-    inbound.state = str(action)
-    inbound.reason = reason
-    inbound.explanation = explanation
-    inbound.ticket_id = work.ticket.id if work.ticket else None
+    inbound = known(work.inbound)
+    ticket_id = work.ticket.id if work.ticket else None
+    work.session.connection().execute(
+        update(InboundMessage.__table__)
+        .where(InboundMessage.__table__.c.id == inbound.id)
+        .values(state=str(action), reason=reason, explanation=explanation, ticket_id=ticket_id)
+    )
     return IngestResult(
-        work.incoming.spool_id, work.identity.message_id, action, inbound.ticket_id, reason,
+        work.incoming.spool_id, work.identity.message_id, action, ticket_id, reason,
         explanation, dict(work.decisions),
     )  # fmt: skip
 
@@ -139,37 +142,22 @@ def queue_mail(
     sender: str,
     visibility: str = "public",
 ) -> OutboxMessage:
-    """Record what we send as a ticket message (so replies thread to it) and queue it."""
-    message = Message(
-        ticket_id=ticket.id,
-        direction="out",
-        visibility=visibility,
-        kind=purpose,
-        message_id=mail.message_id,
-        sender_email=sender,
-        recipients=", ".join(mail.recipients),
-        subject=mail.subject,
-        sent_at=now,
-        created_at=now,
-        text=mail.text,
-        full_text=mail.text,
-    )
-    session.add(message)
-    session.flush()
+    """Record what we send as a ticket message (so replies thread to it) and queue it; the
+    rows are written at once (`insert_row`) and the returned one is for reading only."""
+    message = insert_row(
+        session, Message, ticket_id=ticket.id, direction="out", visibility=visibility,
+        kind=purpose, message_id=mail.message_id, sender_email=sender,
+        recipients=", ".join(mail.recipients), subject=mail.subject, sent_at=now,
+        created_at=now, text=mail.text, full_text=mail.text,
+    )  # fmt: skip
     reachable = [address for address in mail.recipients if why_unanswerable(address) is None]
-    row = OutboxMessage(
-        message_id=message.id,
-        purpose=purpose,
-        recipient=recipient,
-        envelope_from=mail.envelope_from,
-        recipients=",".join(reachable),
-        raw=mail.raw,
-        created_at=now,
-        next_attempt_at=now,
-    )
+    state, last_error = "pending", None
     if not reachable:
         # Kept on the ticket for the engineers; the outbox says why it never went out.
         reasons = (why_unanswerable(address) for address in mail.recipients)
-        row.state, row.last_error = "failed", "; ".join(r for r in reasons if r) or "no recipient"
-    session.add(row)
-    return row
+        state, last_error = "failed", "; ".join(r for r in reasons if r) or "no recipient"
+    return insert_row(
+        session, OutboxMessage, message_id=message.id, purpose=purpose, recipient=recipient,
+        envelope_from=mail.envelope_from, recipients=",".join(reachable), raw=mail.raw,
+        created_at=now, next_attempt_at=now, state=state, last_error=last_error,
+    )  # fmt: skip

@@ -195,7 +195,7 @@ class InboundMessage(Base):
     dedup_key: Mapped[str] = mapped_column(String(64), index=True)
     raw_sha256: Mapped[str] = mapped_column(String(64))
     raw_size: Mapped[int] = mapped_column(BigInteger)
-    message_id: Mapped[str | None] = mapped_column(String(998))
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(64))
     explanation: Mapped[str] = mapped_column(Text, default="", server_default="")
@@ -286,6 +286,7 @@ class OutboxMessage(Base):
     __table_args__ = (
         Index("ix_outbox_pending", "state", "next_attempt_at"),
         Index("ix_outbox_recipient", "recipient", "purpose", "created_at"),
+        Index("ix_outbox_state_id", "state", "id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnDefault, Table, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from maild.clock import current_time
 from parsers.archives import ArchiveListing
@@ -33,6 +34,38 @@ from storage.models import (
 from threading_rules.decide import KnownMessage, TicketView
 
 TICKET_COUNTER = "ticket"
+
+M = TypeVar("M", bound=Base)
+
+
+def insert_row(session: Session, model: type[M], **values: Any) -> M:
+    """INSERT one row through the session's connection, without the unit of work, and return
+    it as a detached object for reading: the hot path writes rows it never changes again,
+    and an ORM flush per row cost more than its statement (bench/profile_ingest.py)."""
+    table: Table = model.__table__  # type: ignore[assignment]
+    row = _with_defaults(table, values)
+    result = session.connection().execute(insert(table), row)
+    for column, value in zip(table.primary_key.columns, result.inserted_primary_key, strict=False):
+        row[column.key] = value
+    return model(**row)
+
+
+def insert_rows(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """Many rows in one executemany statement (their ids are not needed)."""
+    if rows:
+        table: Table = model.__table__  # type: ignore[assignment]
+        session.connection().execute(insert(table), [_with_defaults(table, r) for r in rows])
+
+
+def _with_defaults(table: Table, values: dict[str, Any]) -> dict[str, Any]:
+    """The values with the columns' Python-side defaults filled in (as the ORM would)."""
+    row = dict(values)
+    for column in table.columns:
+        default = column.default
+        if column.key in row or default is None or not isinstance(default, ColumnDefault):
+            continue
+        row[column.key] = default.arg(None) if default.is_callable else default.arg  # type: ignore[operator]
+    return row
 
 
 def next_ticket_number(session: Session) -> int:
@@ -298,7 +331,7 @@ def record_artifact(
     insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
     statement: Any = insert(Artifact).values(**values)
     excluded = statement.excluded
-    session.execute(
+    session.connection().execute(
         statement.on_conflict_do_update(
             index_elements=[Artifact.sha256],
             set_={
@@ -313,24 +346,22 @@ def record_artifact(
 def add_attachments(
     session: Session, message: Message, attachments: Iterable[AttachmentInfo]
 ) -> None:
+    rows = []
     for info in attachments:
         if info.sha256:
             listing = archive_listing_json(info.archive) if info.archive else None
             flags = ",".join(info.archive.flags) if info.archive else ""
             record_artifact(session, info.sha256, info.size, listing=listing, flags=flags)
-        session.add(
-            Attachment(
-                message_id=message.id,
-                artifact_sha256=info.sha256 or None,
-                filename=info.filename,
-                content_type=info.content_type[:255],
-                kind=str(info.kind),
-                inline=info.inline,
-                size=info.size,
-                refused_reason=info.refused,
-                container=info.container[:255] if info.container else None,
-            )
-        )
+        rows.append(
+            {
+                "message_id": message.id, "artifact_sha256": info.sha256 or None,
+                "filename": info.filename, "content_type": info.content_type[:255],
+                "kind": str(info.kind), "inline": info.inline, "size": info.size,
+                "refused_reason": info.refused,
+                "container": info.container[:255] if info.container else None,
+            }
+        )  # fmt: skip
+    insert_rows(session, Attachment, rows)
 
 
 def archive_listing_json(listing: ArchiveListing) -> dict[str, Any]:
@@ -351,6 +382,9 @@ def archive_listing_json(listing: ArchiveListing) -> dict[str, Any]:
     }  # fmt: skip
 
 
+EVENT_BUFFER = "maild.event_buffer"
+
+
 def add_event(
     session: Session,
     kind: str,
@@ -361,16 +395,37 @@ def add_event(
     actor: str = "maild",
     detail: dict[str, Any] | None = None,
 ) -> None:
-    session.add(
-        Event(
-            kind=kind,
-            reason=reason,
-            ticket_id=ticket_id,
-            inbound_id=inbound_id,
-            actor=actor,
-            detail=detail or {},
-        )
-    )
+    values = {
+        "kind": kind, "reason": reason, "ticket_id": ticket_id, "inbound_id": inbound_id,
+        "actor": actor, "detail": detail or {}, "created_at": current_time(),
+    }  # fmt: skip
+    buffer = session.info.get(EVENT_BUFFER)
+    if buffer is not None:
+        buffer.append(values)
+    else:
+        session.add(Event(**values))
+
+
+@contextmanager
+def buffered_events(session: Session) -> Iterator[None]:
+    """Events added inside are written in one statement at the end (or before the first read
+    of events, `flush_events`): a message causes three or four, each an ORM flush otherwise.
+    An exception forgets them with the rest of the message's work."""
+    session.info[EVENT_BUFFER] = []
+    try:
+        yield
+        flush_events(session)
+    finally:
+        session.info.pop(EVENT_BUFFER, None)
+
+
+def flush_events(session: Session) -> None:
+    """Write the buffered events now (a reader of events is about to look)."""
+    buffer = session.info.get(EVENT_BUFFER)
+    if buffer:
+        session.flush()  # the rows the events name
+        session.connection().execute(insert(Event.__table__), buffer)
+        buffer.clear()
 
 
 def count_recent_outbox(
@@ -441,17 +496,28 @@ def ticket_participants(session: Session, ticket_id: int) -> list[Participant]:
     )
 
 
-def ticket_files(session: Session, ticket_id: int) -> list[Attachment]:
+class TicketFile(NamedTuple):
+    message_id: int
+    filename: str
+    kind: str
+    size: int
+    refused_reason: str | None
+    flags: str
+
+
+def ticket_files(session: Session, ticket_id: int) -> list[TicketFile]:
     """Every file of the ticket's mail that a person sent (not inline images), oldest first."""
-    return list(
-        session.scalars(
-            select(Attachment)
-            .join(Message, Message.id == Attachment.message_id)
-            .where(Message.ticket_id == ticket_id, Attachment.inline.is_(False))
-            .options(selectinload(Attachment.artifact))
-            .order_by(Attachment.id)
+    rows = session.execute(
+        select(
+            Attachment.message_id, Attachment.filename, Attachment.kind, Attachment.size,
+            Attachment.refused_reason, func.coalesce(Artifact.flags, ""),
         )
-    )
+        .join(Message, Message.id == Attachment.message_id)
+        .outerjoin(Artifact, Artifact.sha256 == Attachment.artifact_sha256)
+        .where(Message.ticket_id == ticket_id, Attachment.inline.is_(False))
+        .order_by(Attachment.id)
+    )  # fmt: skip
+    return [TicketFile(*row) for row in rows]
 
 
 def recent_outgoing_texts(session: Session, ticket_id: int, limit: int = 20) -> list[str]:

@@ -117,6 +117,9 @@ class ProductionCalendar:
     _computed: dict[int, CalendarYear] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    _day_intervals: dict[date, tuple[tuple[datetime, datetime], ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         start, end = (_minute_of_day(moment) for moment in self.working_hours)
@@ -180,7 +183,14 @@ class ProductionCalendar:
         return [self.day(start + timedelta(days=offset)) for offset in range(max(count, 0))]
 
     def intervals(self, day: date) -> list[tuple[datetime, datetime]]:
-        """The day's working time as aware datetimes in the calendar's zone; [] on a day off."""
+        """The day's working time as aware datetimes in the calendar's zone; [] on a day off.
+        Remembered per day: every SLA clock of every message walks the same days."""
+        known = self._day_intervals.get(day)
+        if known is None:
+            known = self._day_intervals[day] = tuple(self._intervals(day))
+        return list(known)
+
+    def _intervals(self, day: date) -> list[tuple[datetime, datetime]]:
         info = self.day(day)
         if info.kind is DayKind.DAY_OFF:
             return []
