@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from maild.config import Config
@@ -13,15 +13,20 @@ from storage.models import Event, Message, Ticket
 from storage.repositories import flush_events
 from worktime.arithmetic import working_minutes_excluding
 
+_STATUS_KINDS = ("status_changed", "reopened")
+
+
+_STATUS_EVENTS = (
+    select(Event.created_at, Event.kind, Event.detail)
+    .where(Event.ticket_id == bindparam("ticket_id"), Event.kind.in_(_STATUS_KINDS))
+    .order_by(Event.id)
+)
+
 
 def status_changes(session: Session, ticket_id: int) -> list[StatusChange]:
     """The ticket's status history from its audit trail (a reopen is a change to open)."""
-    flush_events(session)
-    events = session.execute(
-        select(Event.created_at, Event.kind, Event.detail)
-        .where(Event.ticket_id == ticket_id, Event.kind.in_(("status_changed", "reopened")))
-        .order_by(Event.id)
-    )
+    flush_events(session, kinds=_STATUS_KINDS)
+    events = session.execute(_STATUS_EVENTS, {"ticket_id": ticket_id})
     changes = []
     for at, kind, detail in events:
         detail = detail or {}

@@ -282,8 +282,9 @@ def stage_thread(pipeline: Pipeline, work: Work) -> IngestResult | None:
     ids = (*facts.in_reply_to, *facts.references, *facts.returned_message_ids)
     known_ids = repo.known_messages(session, ids)
     named = (*facts.tokens, *(message.ticket for message in known_ids.values()))
+    loaded: dict[int, Ticket] = {}
     context = ThreadContext(
-        tickets=repo.ticket_views(session, named),
+        tickets=repo.ticket_views(session, named, loaded=loaded),
         known_message_ids=known_ids,
         now=pipeline.clock.now(),
         reopen_days=pipeline.config.tickets.reopen_days,
@@ -299,7 +300,7 @@ def stage_thread(pipeline: Pipeline, work: Work) -> IngestResult | None:
             work.thread, explanation=f"{work.thread.explanation} [{work.author.explanation}]"
         )
     if work.thread.ticket is not None:
-        work.ticket = session.get(Ticket, work.thread.ticket)
+        work.ticket = loaded.get(work.thread.ticket) or session.get(Ticket, work.thread.ticket)
         _follow_merges(work)
     if work.thread.action is ThreadAction.DUPLICATE:
         thread = work.thread
@@ -359,7 +360,9 @@ def stage_store(pipeline: Pipeline, work: Work) -> IngestResult | None:
                 session, "status_changed", "client_replied", ticket_id=work.ticket.id,
                 actor=sender.email, detail={"old": old, "new": "open"},
             )  # fmt: skip
-    own_text = _without_our_mail(session, work.ticket, parsed.new_text)
+    own_text = _without_our_mail(
+        session, work.ticket, parsed.new_text, is_new=thread.action is ThreadAction.NEW_TICKET
+    )
     work.message = _store_message(
         pipeline, work, work.ticket, visibility="public", kind="mail", text=own_text
     )
@@ -543,6 +546,8 @@ def _open_ticket(pipeline: Pipeline, work: Work) -> Ticket:
         created_at=now,
         updated_at=now,
     )
+    # Set on the ticket, the objects stay in memory for the notice (no lazy load later).
+    ticket.requester, ticket.organization = contact, organization
     session.add(ticket)
     session.flush()
     repo.add_participant(session, ticket.id, contact.email, "requester", ticket_is_new=True)
@@ -566,10 +571,11 @@ def _open_ticket(pipeline: Pipeline, work: Work) -> Ticket:
     return ticket
 
 
-def _without_our_mail(session: Session, ticket: Ticket, text: str) -> str:
+def _without_our_mail(session: Session, ticket: Ticket, text: str, *, is_new: bool) -> str:
     """A client's text without our own earlier mail to this ticket pasted back under it
-    with no '>' (quote stripping cannot see such a quote; we know what we sent)."""
-    if ticket.id is None or not text:
+    with no '>' (quote stripping cannot see such a quote; we know what we sent). A ticket
+    opened by this very message has had no mail from us yet."""
+    if is_new or ticket.id is None or not text:
         return text
     return cut_own_mail(text, repo.recent_outgoing_texts(session, ticket.id))
 

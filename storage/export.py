@@ -24,6 +24,7 @@ from storage.models import Artifact, Attachment
 
 _SHA_PREFIX = re.compile(r"[0-9a-f]{8,64}")
 _COPY_CHUNK = 1024 * 1024
+_MAX_ID = 2**31 - 1  # attachments.id is a 32-bit integer in PostgreSQL
 
 
 class ArtifactNotAvailable(MaildError):
@@ -31,9 +32,14 @@ class ArtifactNotAvailable(MaildError):
 
 
 def resolve_artifact(session: Session, wanted: str) -> tuple[str, str]:
-    """An attachment number or a sha256 (at least 8 hex digits) to (sha256, display name)."""
-    if wanted.isdigit():
+    """An attachment number or a sha256 (at least 8 hex digits) to (sha256, display name).
+
+    Eight digits or more may be either (a sha256 prefix can be all digits): an attachment of
+    that number wins, else the prefix is looked up."""
+    attachment = None
+    if wanted.isdigit() and int(wanted) <= _MAX_ID:
         attachment = session.get(Attachment, int(wanted))
+    if wanted.isdigit() and (len(wanted) < 8 or attachment is not None):
         if attachment is None:
             raise ArtifactNotAvailable(f"no attachment #{wanted}")
         if attachment.artifact_sha256 is None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import ColumnDefault, Table, func, insert, or_, select, update
+from sqlalchemy import ColumnDefault, Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from maild.clock import current_time
 from parsers.archives import ArchiveListing
@@ -30,6 +31,7 @@ from storage.models import (
     OutboxMessage,
     Participant,
     Ticket,
+    UTCDateTime,
 )
 from threading_rules.decide import KnownMessage, TicketView
 
@@ -44,7 +46,7 @@ def insert_row(session: Session, model: type[M], **values: Any) -> M:
     and an ORM flush per row cost more than its statement (bench/profile_ingest.py)."""
     table: Table = model.__table__  # type: ignore[assignment]
     row = _with_defaults(table, values)
-    result = session.connection().execute(insert(table), row)
+    result = session.connection().execute(_insert_of(table), row)
     for column, value in zip(table.primary_key.columns, result.inserted_primary_key, strict=False):
         row[column.key] = value
     return model(**row)
@@ -54,18 +56,30 @@ def insert_rows(session: Session, model: type[Base], rows: list[dict[str, Any]])
     """Many rows in one executemany statement (their ids are not needed)."""
     if rows:
         table: Table = model.__table__  # type: ignore[assignment]
-        session.connection().execute(insert(table), [_with_defaults(table, r) for r in rows])
+        session.connection().execute(_insert_of(table), [_with_defaults(table, r) for r in rows])
+
+
+@functools.cache
+def _insert_of(table: Table) -> Any:
+    return insert(table)
 
 
 def _with_defaults(table: Table, values: dict[str, Any]) -> dict[str, Any]:
     """The values with the columns' Python-side defaults filled in (as the ORM would)."""
     row = dict(values)
-    for column in table.columns:
-        default = column.default
-        if column.key in row or default is None or not isinstance(default, ColumnDefault):
-            continue
-        row[column.key] = default.arg(None) if default.is_callable else default.arg  # type: ignore[operator]
+    for key, default in _defaults_of(table):
+        if key not in row:
+            row[key] = default.arg(None) if default.is_callable else default.arg
     return row
+
+
+@functools.cache
+def _defaults_of(table: Table) -> tuple[tuple[str, Any], ...]:
+    return tuple(
+        (column.key, column.default)
+        for column in table.columns
+        if isinstance(column.default, ColumnDefault)
+    )
 
 
 def next_ticket_number(session: Session) -> int:
@@ -192,10 +206,37 @@ def public_offer_open_count(session: Session) -> int:
     )
 
 
+class LedgerRow(NamedTuple):
+    id: int
+    spool_id: str
+    dedup_key: str
+    message_id: str | None
+    state: str
+    reason: str
+    explanation: str
+    ticket_id: int | None
+
+
+_LEDGER_TABLE = InboundMessage.__table__
+_LEDGER_LOOKUP = (
+    select(*(_LEDGER_TABLE.c[name] for name in LedgerRow._fields))
+    .where(
+        or_(
+            _LEDGER_TABLE.c.spool_id == bindparam("spool_id"),
+            _LEDGER_TABLE.c.dedup_key == bindparam("dedup_key"),
+            # NULL when the message has none: `= NULL` matches no row.
+            _LEDGER_TABLE.c.message_id == bindparam("message_id"),
+        )
+    )
+    .order_by(_LEDGER_TABLE.c.id)
+)
+"""Built once: statements on the hot path are constructed and cache-keyed a single time."""
+
+
 class LedgerMatch(NamedTuple):
-    replayed: InboundMessage | None
+    replayed: LedgerRow | None
     """This spool entry, if it was already settled."""
-    original: InboundMessage | None
+    original: LedgerRow | None
     """The first copy of this message (same dedup key)."""
     message_id_seen: bool
     """Some earlier message had this Message-ID (worth asking whether it is the same one)."""
@@ -204,13 +245,9 @@ class LedgerMatch(NamedTuple):
 def ledger_matches(
     session: Session, spool_id: str, dedup_key: str, message_id: str | None = None
 ) -> LedgerMatch:
-    """All three in one query."""
-    wanted = [InboundMessage.spool_id == spool_id, InboundMessage.dedup_key == dedup_key]
-    if message_id:
-        wanted.append(InboundMessage.message_id == message_id)
-    rows = session.scalars(
-        select(InboundMessage).where(or_(*wanted)).order_by(InboundMessage.id)
-    ).all()
+    """All three in one query (three indexes)."""
+    parameters = {"spool_id": spool_id, "dedup_key": dedup_key, "message_id": message_id or None}
+    rows = [LedgerRow(*row) for row in session.connection().execute(_LEDGER_LOOKUP, parameters)]
     replayed = next((row for row in rows if row.spool_id == spool_id), None)
     # A quarantined copy is no original: after a fix the same message must be able to go
     # through again (`maild ingest --requeue`, or the file ingested anew).
@@ -226,11 +263,25 @@ def ledger_matches(
     return LedgerMatch(replayed, original, bool(message_id) and seen)
 
 
-def ticket_views(session: Session, ticket_ids: Iterable[int]) -> dict[int, TicketView]:
+def ticket_views(
+    session: Session, ticket_ids: Iterable[int], *, loaded: dict[int, Ticket] | None = None
+) -> dict[int, TicketView]:
+    """What the threading rules know of these tickets. `loaded` receives the Ticket objects
+    themselves, with organisation, requester and assignee, so that the stages after it
+    read them without another query (the session holds objects only weakly)."""
     ids = sorted(set(ticket_ids))
     if not ids:
         return {}
-    tickets = session.scalars(select(Ticket).where(Ticket.id.in_(ids))).all()
+    tickets = session.scalars(
+        select(Ticket)
+        .where(Ticket.id.in_(ids))
+        .options(
+            joinedload(Ticket.organization), joinedload(Ticket.requester),
+            joinedload(Ticket.assignee),
+        )
+    ).all()  # fmt: skip
+    if loaded is not None:
+        loaded.update((ticket.id, ticket) for ticket in tickets)
     members: dict[int, set[str]] = {ticket.id: set() for ticket in tickets}
     for ticket_id, email in session.execute(
         select(Participant.ticket_id, Participant.email).where(Participant.ticket_id.in_(ids))
@@ -248,17 +299,20 @@ def ticket_views(session: Session, ticket_ids: Iterable[int]) -> dict[int, Ticke
     }
 
 
+_KNOWN_MESSAGES = (
+    select(Message.message_id, Message.ticket_id, Message.direction, Message.kind)
+    .where(Message.message_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Message.id)
+)
+
+
 def known_messages(session: Session, message_ids: Iterable[str]) -> dict[str, KnownMessage]:
     """Which ticket each known Message-ID (received or sent by maild) belongs to, and what it
     was; the first message with an id wins (a reused id cannot move a thread)."""
     ids = sorted(set(message_ids))
     if not ids:
         return {}
-    rows = session.execute(
-        select(Message.message_id, Message.ticket_id, Message.direction, Message.kind)
-        .where(Message.message_id.in_(ids))
-        .order_by(Message.id)
-    )
+    rows = session.execute(_KNOWN_MESSAGES, {"ids": ids})
     known: dict[str, KnownMessage] = {}
     for message_id, ticket_id, direction, kind in rows:
         if message_id is not None:
@@ -325,22 +379,30 @@ def record_artifact(
         "flags": flags, "purged_at": None,
     }  # fmt: skip
     dialect = session.get_bind().dialect.name
-    if dialect not in ("sqlite", "postgresql"):  # pragma: no cover - both are tested
+    statement = _ARTIFACT_UPSERT.get(dialect)
+    if statement is None:  # pragma: no cover - both are tested
         insert_ignoring_duplicates(session, Artifact, **values)
         return
-    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
-    statement: Any = insert(Artifact).values(**values)
-    excluded = statement.excluded
-    session.connection().execute(
-        statement.on_conflict_do_update(
-            index_elements=[Artifact.sha256],
-            set_={
-                "purged_at": None,
-                "listing": func.coalesce(Artifact.listing, excluded.listing),
-                "flags": func.coalesce(func.nullif(Artifact.flags, ""), excluded.flags),
-            },
-        )
+    session.connection().execute(statement, values)
+
+
+def _artifact_upsert(insert: Any) -> Any:
+    """INSERT ... ON CONFLICT (sha256) DO UPDATE, built once per dialect."""
+    statement = insert(Artifact.__table__)
+    excluded, table = statement.excluded, Artifact.__table__
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.sha256],
+        set_={
+            "purged_at": None,
+            "listing": func.coalesce(table.c.listing, excluded.listing),
+            "flags": func.coalesce(func.nullif(table.c.flags, ""), excluded.flags),
+        },
     )
+
+
+_ARTIFACT_UPSERT = {
+    "sqlite": _artifact_upsert(sqlite_insert), "postgresql": _artifact_upsert(postgresql_insert),
+}  # fmt: skip
 
 
 def add_attachments(
@@ -419,28 +481,27 @@ def buffered_events(session: Session) -> Iterator[None]:
         session.info.pop(EVENT_BUFFER, None)
 
 
-def flush_events(session: Session) -> None:
-    """Write the buffered events now (a reader of events is about to look)."""
+def flush_events(session: Session, *, kinds: Iterable[str] | None = None) -> None:
+    """Write the buffered events now: a reader of events (of these `kinds`) is about to look."""
     buffer = session.info.get(EVENT_BUFFER)
-    if buffer:
+    if buffer and (kinds is None or any(event["kind"] in kinds for event in buffer)):
         session.flush()  # the rows the events name
-        session.connection().execute(insert(Event.__table__), buffer)
+        session.connection().execute(_insert_of(Event.__table__), buffer)
         buffer.clear()
+
+
+_RECENT_OUTBOX = select(func.count(OutboxMessage.id)).where(
+    OutboxMessage.recipient == bindparam("recipient"),
+    OutboxMessage.purpose.in_(bindparam("purposes", expanding=True)),
+    OutboxMessage.created_at >= bindparam("since", type_=UTCDateTime()),
+)
 
 
 def count_recent_outbox(
     session: Session, recipient: str, purposes: Iterable[str], since: datetime
 ) -> int:
-    return (
-        session.scalar(
-            select(func.count(OutboxMessage.id)).where(
-                OutboxMessage.recipient == recipient,
-                OutboxMessage.purpose.in_(list(purposes)),
-                OutboxMessage.created_at >= since,
-            )
-        )
-        or 0
-    )
+    parameters = {"recipient": recipient, "purposes": list(purposes), "since": since}
+    return session.scalar(_RECENT_OUTBOX, parameters) or 0
 
 
 def mark_contacts_bouncing(session: Session, emails: Iterable[str]) -> list[str]:
@@ -480,8 +541,11 @@ def returned_outgoing(session: Session, message_ids: Iterable[str]) -> Message |
     ).first()
 
 
+_CONTACT_BOUNCING = select(Contact.bouncing).where(Contact.email == bindparam("email"))
+
+
 def contact_is_bouncing(session: Session, email: str) -> bool:
-    return bool(session.scalar(select(Contact.bouncing).where(Contact.email == email)))
+    return bool(session.scalar(_CONTACT_BOUNCING, {"email": email}))
 
 
 def engineer_by_email(session: Session, email: str) -> Engineer | None:
@@ -505,35 +569,38 @@ class TicketFile(NamedTuple):
     flags: str
 
 
+_TICKET_FILES = (
+    select(
+        Attachment.message_id, Attachment.filename, Attachment.kind, Attachment.size,
+        Attachment.refused_reason, func.coalesce(Artifact.flags, ""),
+    )
+    .join(Message, Message.id == Attachment.message_id)
+    .outerjoin(Artifact, Artifact.sha256 == Attachment.artifact_sha256)
+    .where(Message.ticket_id == bindparam("ticket_id"), Attachment.inline.is_(False))
+    .order_by(Attachment.id)
+)  # fmt: skip
+
+
 def ticket_files(session: Session, ticket_id: int) -> list[TicketFile]:
     """Every file of the ticket's mail that a person sent (not inline images), oldest first."""
-    rows = session.execute(
-        select(
-            Attachment.message_id, Attachment.filename, Attachment.kind, Attachment.size,
-            Attachment.refused_reason, func.coalesce(Artifact.flags, ""),
-        )
-        .join(Message, Message.id == Attachment.message_id)
-        .outerjoin(Artifact, Artifact.sha256 == Attachment.artifact_sha256)
-        .where(Message.ticket_id == ticket_id, Attachment.inline.is_(False))
-        .order_by(Attachment.id)
-    )  # fmt: skip
-    return [TicketFile(*row) for row in rows]
+    return [TicketFile(*row) for row in session.execute(_TICKET_FILES, {"ticket_id": ticket_id})]
+
+
+_RECENT_OUTGOING = (
+    select(Message.text)
+    .where(
+        Message.ticket_id == bindparam("ticket_id"), Message.direction == "out",
+        Message.visibility == "public", Message.text.is_not(None),
+    )
+    .order_by(Message.id.desc())
+    .limit(bindparam("limit"))
+)  # fmt: skip
 
 
 def recent_outgoing_texts(session: Session, ticket_id: int, limit: int = 20) -> list[str]:
     """What we sent to this ticket's client side lately (acknowledgements, answers,
     notices to the client), newest first: a client may paste it back unquoted."""
-    return list(
-        session.scalars(
-            select(Message.text)
-            .where(
-                Message.ticket_id == ticket_id, Message.direction == "out",
-                Message.visibility == "public", Message.text.is_not(None),
-            )
-            .order_by(Message.id.desc())
-            .limit(limit)
-        )
-    )  # fmt: skip
+    return list(session.scalars(_RECENT_OUTGOING, {"ticket_id": ticket_id, "limit": limit}))
 
 
 def latest_client_message(session: Session, ticket_id: int) -> Message | None:

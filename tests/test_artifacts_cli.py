@@ -102,6 +102,21 @@ def test_get_decrypts_exactly_and_checks(app, capsys, tmp_path):
     assert cli(app, capsys, "artifacts", "get", "777", "--out", str(tmp_path / "x"))[0] == 2
 
 
+def test_an_all_digit_sha256_prefix_is_a_prefix_not_a_number(app, capsys, tmp_path):
+    # One sha256 in about a hundred starts with ten digits; CI once met one (PostgreSQL
+    # refused it as an attachment number: integer out of range).
+    data = next(
+        blob for n in range(100_000)
+        if hashlib.sha256(blob := f"dump {n}\n".encode() * 50).hexdigest()[:10].isdigit()
+    )  # fmt: skip
+    ingest(app, build_mail(attachments=[("crash.dmp", data, "application/octet-stream")]))
+    prefix = hashlib.sha256(data).hexdigest()[:10]
+    target = tmp_path / "out.dmp"
+    code, _, err = cli(app, capsys, "artifacts", "get", prefix, "--out", str(target))
+    assert code == 0, err
+    assert target.read_bytes() == data
+
+
 def test_get_refuses_a_damaged_artifact_and_leaves_no_file(app, capsys, tmp_path):
     ingest(app, build_mail(attachments=[("a.log", LOG, "text/plain")]))
     sha256 = hashlib.sha256(LOG).hexdigest()
