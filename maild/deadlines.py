@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from maild.config import Config
 from maild.sla import SlaStatus, StatusChange, calendar_for, sla_status, ticket_terms
 from storage.models import Event, Message, Ticket
-from storage.repositories import flush_events
+from storage.repositories import flush_events, read
 from worktime.arithmetic import working_minutes_excluding
 
 _STATUS_KINDS = ("status_changed", "reopened")
@@ -26,7 +26,7 @@ _STATUS_EVENTS = (
 def status_changes(session: Session, ticket_id: int) -> list[StatusChange]:
     """The ticket's status history from its audit trail (a reopen is a change to open)."""
     flush_events(session, kinds=_STATUS_KINDS)
-    events = session.execute(_STATUS_EVENTS, {"ticket_id": ticket_id})
+    events = read(session, _STATUS_EVENTS, ticket_id=ticket_id)
     changes = []
     for at, kind, detail in events:
         detail = detail or {}

@@ -8,7 +8,18 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import ColumnDefault, Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnDefault,
+    CursorResult,
+    Executable,
+    Table,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, joinedload
@@ -38,6 +49,14 @@ from threading_rules.decide import KnownMessage, TicketView
 TICKET_COUNTER = "ticket"
 
 M = TypeVar("M", bound=Base)
+
+
+def read(session: Session, statement: Executable, **parameters: Any) -> CursorResult[Any]:
+    """A Core statement of columns, run on the session's connection after the session's
+    pending changes are flushed (what the ORM's autoflush did), without the ORM's execution
+    path: a third of the cost of `session.execute` for the hot path's small reads."""
+    session.flush()
+    return session.connection().execute(statement, parameters)
 
 
 def insert_row(session: Session, model: type[M], **values: Any) -> M:
@@ -312,7 +331,7 @@ def known_messages(session: Session, message_ids: Iterable[str]) -> dict[str, Kn
     ids = sorted(set(message_ids))
     if not ids:
         return {}
-    rows = session.execute(_KNOWN_MESSAGES, {"ids": ids})
+    rows = read(session, _KNOWN_MESSAGES, ids=ids)
     known: dict[str, KnownMessage] = {}
     for message_id, ticket_id, direction, kind in rows:
         if message_id is not None:
@@ -501,7 +520,7 @@ def count_recent_outbox(
     session: Session, recipient: str, purposes: Iterable[str], since: datetime
 ) -> int:
     parameters = {"recipient": recipient, "purposes": list(purposes), "since": since}
-    return session.scalar(_RECENT_OUTBOX, parameters) or 0
+    return read(session, _RECENT_OUTBOX, **parameters).scalar() or 0
 
 
 def mark_contacts_bouncing(session: Session, emails: Iterable[str]) -> list[str]:
@@ -545,7 +564,7 @@ _CONTACT_BOUNCING = select(Contact.bouncing).where(Contact.email == bindparam("e
 
 
 def contact_is_bouncing(session: Session, email: str) -> bool:
-    return bool(session.scalar(_CONTACT_BOUNCING, {"email": email}))
+    return bool(read(session, _CONTACT_BOUNCING, email=email).scalar())
 
 
 def engineer_by_email(session: Session, email: str) -> Engineer | None:
@@ -583,7 +602,7 @@ _TICKET_FILES = (
 
 def ticket_files(session: Session, ticket_id: int) -> list[TicketFile]:
     """Every file of the ticket's mail that a person sent (not inline images), oldest first."""
-    return [TicketFile(*row) for row in session.execute(_TICKET_FILES, {"ticket_id": ticket_id})]
+    return [TicketFile(*row) for row in read(session, _TICKET_FILES, ticket_id=ticket_id)]
 
 
 _RECENT_OUTGOING = (
@@ -600,7 +619,7 @@ _RECENT_OUTGOING = (
 def recent_outgoing_texts(session: Session, ticket_id: int, limit: int = 20) -> list[str]:
     """What we sent to this ticket's client side lately (acknowledgements, answers,
     notices to the client), newest first: a client may paste it back unquoted."""
-    return list(session.scalars(_RECENT_OUTGOING, {"ticket_id": ticket_id, "limit": limit}))
+    return list(read(session, _RECENT_OUTGOING, ticket_id=ticket_id, limit=limit).scalars())
 
 
 def latest_client_message(session: Session, ticket_id: int) -> Message | None:

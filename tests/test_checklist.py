@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from parsers import checklist
 from parsers.checklist import (
     ChecklistItem,
     find_checklist_facts,
@@ -274,3 +277,27 @@ def test_a_tickets_record_grows_message_by_message():
     assert ChecklistItem.VERSION not in missing_from(second)
     assert ChecklistItem.LOGS in missing_from(second)
     assert stored_facts(second).present == {ChecklistItem.VERSION, ChecklistItem.ENVIRONMENT}
+
+
+def _texts_for_rule_check() -> list[str]:
+    """Every text the suite keeps (fixtures, reply tables) and the shared corpus when present."""
+    roots = [Path(__file__).parent / "fixtures", Path(__file__).parents[2] / "shared" / "corpus"]
+    texts = []
+    for root in roots:
+        for path in sorted(root.rglob("*")) if root.is_dir() else ():
+            if path.is_file() and path.stat().st_size < 2_000_000:
+                texts.append(path.read_bytes().decode("utf-8", "replace"))
+    return texts
+
+
+def test_guarded_rules_find_what_the_plain_alternation_finds():
+    # The word-start guard is a speed-up only: on every text we have, each item's pattern
+    # must find a match exactly where its plain alternation finds one.
+    texts = _texts_for_rule_check()
+    assert len(texts) > 100
+    for item, pattern in checklist._TEXT_RULES:
+        plain = re.compile(checklist.PLAIN_ALTERNATIONS[item], re.IGNORECASE | re.MULTILINE)
+        for text in texts:
+            sample = checklist._normalise(text)
+            found, expected = pattern.search(sample), plain.search(sample)
+            assert (found and found.start()) == (expected and expected.start()), (item, text[:80])
