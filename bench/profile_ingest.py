@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from maild.app import initialize, open_app  # noqa: E402
 from maild.config import load_config  # noqa: E402
+from maild.pipeline import Pipeline  # noqa: E402
 from maild.work import Incoming  # noqa: E402
 from maild.worker import batched, process_batch  # noqa: E402
 from parsers.rawmail import RawMail  # noqa: E402
@@ -82,6 +83,19 @@ def query_plans(engine: Engine, counter: StatementCounter) -> list[tuple[str, li
             plans.append((shape, [str(row[-1] if sqlite else row[0]) for row in rows]))
         connection.rollback()
     return plans
+
+
+def ingest_all(pipeline: Pipeline, incoming: list[Incoming]) -> Counter[str]:
+    """Every message through the worker's batches, as `maild ingest` does; the actions."""
+    actions: Counter[str] = Counter()
+    for batch in batched(incoming):
+        while batch:
+            results = process_batch(pipeline, batch)
+            if results is None:
+                raise SystemExit("the database refused a batch")
+            actions.update(str(result.action) for result in results)
+            batch = batch[len(results) :]
+    return actions
 
 
 def corpus_files(out: Path, messages: int) -> list[Path]:
@@ -136,12 +150,7 @@ def main() -> int:
         started, cpu_started = time.perf_counter(), time.process_time()
         if not args.no_profile:
             profile.enable()
-        for batch in batched(incoming):
-            while batch:
-                results = process_batch(app.pipeline, batch)
-                if results is None:
-                    raise SystemExit("the database refused a batch")
-                batch = batch[len(results) :]
+        actions = ingest_all(app.pipeline, incoming)
         app.deliver_outbox()
         profile.disable()
         seconds = time.perf_counter() - started
@@ -149,6 +158,9 @@ def main() -> int:
         plans = query_plans(app.engine, counter) if args.plans else []
         app.close()
     count = len(files)
+    print("actions: " + ", ".join(f"{n} {action}" for action, n in sorted(actions.items())))
+    if actions["quarantined"]:
+        print("WARNING: messages were quarantined: the figures below are not comparable")
     print(
         f"{count} messages in {seconds:.1f} s ({count / seconds:.1f} msg/s"
         f"{', under cProfile' if not args.no_profile else ''}), "

@@ -539,12 +539,18 @@ def mark_contacts_bouncing(session: Session, emails: Iterable[str]) -> list[str]
 
 
 def note_contact_alive(session: Session, email: str) -> None:
-    """Someone who writes to us receives mail again: their bounce mark is lifted."""
-    session.execute(
-        update(Contact)
-        .where(Contact.email == email, Contact.bouncing.is_(True))
-        .values(bouncing=False)
-    )
+    """Someone who writes to us receives mail again: their bounce mark is lifted. A Core
+    UPDATE (the ORM's would first look for the contact among the session's objects); the
+    mark is read back with SQL (`contact_is_bouncing`), never from a loaded Contact."""
+    read(session, _CONTACT_ALIVE, address=email)
+
+
+_CONTACTS = Contact.__table__
+_CONTACT_ALIVE = (
+    update(_CONTACTS)
+    .where(_CONTACTS.c.email == bindparam("address"), _CONTACTS.c.bouncing.is_(True))
+    .values(bouncing=False)
+)
 
 
 def returned_outgoing(session: Session, message_ids: Iterable[str]) -> Message | None:

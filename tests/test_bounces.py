@@ -125,6 +125,21 @@ def test_bouncing_client_gets_no_more_automatic_replies_until_they_write(app, cl
     assert len(acks) == acks_before + 1
 
 
+def test_a_bouncing_client_who_follows_up_is_unmarked(app, clock):
+    first = ingest(app, build_mail(message_id="<req-1@stroymontazh.ru>"))
+    ingest(app, dsn(ack_id(app)))
+    assert is_bouncing(app, "sidorov@stroymontazh.ru")
+    clock.current += timedelta(hours=1)
+    follow_up = ingest(
+        app,
+        build_mail(
+            subject=f"Re: [SIS #{first.ticket}] вопрос", message_id="<req-2@stroymontazh.ru>"
+        ),
+    )
+    assert (str(follow_up.action), follow_up.ticket) == ("follow_up", first.ticket)
+    assert not is_bouncing(app, "sidorov@stroymontazh.ru")
+
+
 def test_a_forged_dsn_marks_nobody(app):
     ingest(app, build_mail(message_id="<req-1@stroymontazh.ru>"))
     result = ingest(app, dsn("<guessed-id@sis.ru>"))
