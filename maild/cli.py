@@ -23,6 +23,7 @@ from maild.compose import filesize
 from maild.config import Config, load_config
 from maild.deadlines import ticket_sla
 from maild.errors import MaildError
+from maild.parseahead import parse_ahead
 from maild.sources.files import input_size, iter_messages
 from maild.terminal import print_json as _print_json
 from maild.terminal import printable
@@ -125,9 +126,13 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
         total=input_size([p for p in paths if p != "-"]) or None, unit="B", unit_scale=True,
         disable=not interactive, desc="ingest",
     ) as progress:  # fmt: skip
-        incoming = (
-            Incoming(f"ingest-{new_spool_id()}", item.raw, item.source)
-            for item in iter_messages(paths, sys.stdin.buffer)
+        incoming = parse_ahead(
+            (
+                Incoming(f"ingest-{new_spool_id()}", item.raw, item.source)
+                for item in iter_messages(paths, sys.stdin.buffer)
+            ),
+            config.artifacts,
+            workers=args.parsers,
         )
         for batch in batched(incoming):
             results = _ingest_batch(app, batch)
@@ -436,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--no-deliver", action="store_true", help="leave outgoing mail in the outbox for the daemon"
     )
+    ingest.add_argument(
+        "--parsers", type=int, default=1 if (os.cpu_count() or 1) > 1 else 0, metavar="N",
+        help="processes that parse the next messages while this one writes the database "
+        "(default: 1 on a machine with more than one CPU, else 0: parse in this process)",
+    )  # fmt: skip
     ingest.set_defaults(handler=cmd_ingest)
     tickets = commands.add_parser("tickets", parents=[common], help="list or show tickets")
     ticket_commands = tickets.add_subparsers(

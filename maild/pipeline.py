@@ -33,6 +33,7 @@ from maild.guard import (
     decide_guard,
 )
 from maild.notices import ENGINEER_NOTICES, NoticeContext, notify_ticket, ticket_engineers
+from maild.parseahead import parse_limited, store_raw
 from maild.work import (
     Incoming,
     IngestAction,
@@ -47,11 +48,8 @@ from parsers.checklist import find_checklist_facts, merge_present, missing_from
 from parsers.classify import message_facts
 from parsers.criticality import CriticalityRule, decide_criticality
 from parsers.identity import MessageIdentity, identify_message
-from parsers.message import parse_message
 from parsers.quotes import cut_own_mail
-from parsers.rawmail import RawMail
 from parsers.reachability import why_unanswerable
-from parsers.types import StoredBlob
 from storage import repositories as repo
 from storage.artifacts import ArtifactStore
 from storage.models import InboundMessage, Message, Ticket
@@ -138,7 +136,7 @@ class Pipeline:
         identity = identify_message(incoming.raw)
         replayed = repo.ledger_matches(session, incoming.spool_id, identity.dedup_key).replayed
         if replayed is None:
-            blob = _store_raw(self.artifacts, incoming.raw)
+            blob = store_raw(self.artifacts, incoming.raw)
             repo.record_artifact(session, blob.sha256, blob.size)
             values = _ledger_values(incoming, identity, "quarantined", reason)
             values["explanation"] = f"quarantined: {detail}"[:2000]
@@ -196,24 +194,18 @@ def stage_ledger(pipeline: Pipeline, work: Work) -> IngestResult | None:
 
 
 def stage_parse(pipeline: Pipeline, work: Work) -> IngestResult | None:
-    blob = _store_raw(pipeline.artifacts, work.incoming.raw)
+    ahead = work.incoming.preparsed
+    if ahead is not None:  # parsed by another process (maild.parseahead): its blobs are ours
+        for path in ahead.written:
+            pipeline.artifacts.mark_unsynced(path)
+        blob, work.parsed = ahead.raw, ahead.parsed
+    else:
+        blob = store_raw(pipeline.artifacts, work.incoming.raw)
+        work.parsed = parse_limited(
+            pipeline.artifacts, pipeline.config.artifacts, work.incoming.raw
+        )
     repo.record_artifact(work.session, blob.sha256, blob.size)
-    limits = pipeline.config.artifacts
-    work.parsed = parse_message(
-        work.incoming.raw,
-        pipeline.artifacts,
-        max_attachment_bytes=limits.max_attachment_bytes,
-        max_message_bytes=limits.max_message_bytes,
-        max_parts=limits.max_parts,
-    )
     return None
-
-
-def _store_raw(artifacts: ArtifactStore, raw: RawMail) -> StoredBlob:
-    if raw.data is not None:
-        return artifacts.put(raw.data)
-    with raw.open() as stream:
-        return artifacts.put_stream(stream)
 
 
 # --- guard: machines are recorded, never answered ---

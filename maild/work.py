@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import update
@@ -20,7 +21,7 @@ from parsers.classify import MessageFacts
 from parsers.identity import MessageIdentity
 from parsers.rawmail import RawMail
 from parsers.reachability import why_unanswerable
-from parsers.types import ParsedMessage
+from parsers.types import ParsedMessage, StoredBlob
 from storage.models import InboundMessage, Message, OutboxMessage, Ticket
 from storage.repositories import insert_row
 from threading_rules.authenticity import AuthorIdentity
@@ -61,6 +62,16 @@ class IngestResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Preparsed:
+    """A message parsed ahead by another process (`maild.parseahead`)."""
+
+    raw: StoredBlob
+    parsed: ParsedMessage
+    written: tuple[Path, ...]
+    """Blobs the parser wrote, not yet fsynced: the writer syncs them before its commit."""
+
+
+@dataclass(frozen=True, slots=True)
 class Incoming:
     spool_id: str
     raw: RawMail
@@ -69,6 +80,7 @@ class Incoming:
     """The IP address that handed the message to maild's own SMTP/LMTP listener, else ""."""
     envelope_from: str | None = None
     """The listener's MAIL FROM ("" for the null reverse-path `<>`); None where unknown."""
+    preparsed: Preparsed | None = None
 
     @classmethod
     def of(

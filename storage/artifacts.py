@@ -116,6 +116,12 @@ class ArtifactStore:
     def mark_unsynced(self, path: Path) -> None:
         self._unsynced.add(path)
 
+    def take_unsynced(self) -> list[Path]:
+        """The blobs written since the last sync, handed over to the process that will sync
+        them before its commit (a parser process's blobs, `maild.parseahead`)."""
+        paths, self._unsynced = sorted(self._unsynced), set()
+        return paths
+
     def sync(self) -> None:
         """fsync every blob put since the last sync, then their folders.
 
