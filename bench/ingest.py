@@ -197,8 +197,13 @@ def _attachments(rng: random.Random, mail: EmailMessage, index: int, dumps_left:
         )
 
 
-def generate_corpus(folder: Path, count: int, seed: int) -> dict[str, int]:
-    """Write `count` .eml files; returns the manifest Message-ID -> expected ticket number."""
+def generate_corpus(
+    folder: Path, count: int, seed: int, *, first_ticket: int = 1
+) -> dict[str, int]:
+    """Write `count` .eml files; returns the manifest Message-ID -> expected ticket number
+    (1, 2, ...). Subject tokens name the numbers the tickets will have in a database whose
+    next ticket is `first_ticket` (one seeded with first_ticket - 1 tickets)."""
+    shift = first_ticket - 1
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     clients = [(f"client{n}@org{n % 40}.ru", f"Клиент {n}") for n in range(150)]
@@ -215,13 +220,13 @@ def generate_corpus(folder: Path, count: int, seed: int) -> dict[str, int]:
         if threads and rng.random() < 0.6:
             ticket, address, name, parent, previous = rng.choice(threads)
             body = _body(rng, english) + _quoted(rng, previous, rng.choice(QUOTE_STYLES))
-            subject = f"RE: [SIS #{ticket}] вопрос" if rng.random() < 0.67 else "Дополнение"
+            subject = f"RE: [SIS #{ticket + shift}] вопрос" if rng.random() < 0.67 else "Дополнение"
             mail["In-Reply-To"] = f"<{parent}>"
             mail["References"] = f"<{parent}>"
             if rng.random() < 0.25:  # an engineer answers from a mail client, proven by our MX
                 engineer_answer = True
                 address, name = rng.choice(ENGINEERS)
-                subject = f"Re: [SIS #{ticket}] вопрос"
+                subject = f"Re: [SIS #{ticket + shift}] вопрос"
                 mail["Authentication-Results"] = "mx.sis.ru; dkim=pass header.d=sis.ru"
                 if rng.random() < 0.2:
                     body = f"#take\n#priority high\n\n{body}"
@@ -250,8 +255,13 @@ def generate_corpus(folder: Path, count: int, seed: int) -> dict[str, int]:
             threads.append(entry)
         else:
             threads[ticket - 1] = entry
-    (folder.parent / "manifest.json").write_text(json.dumps(manifest))
+    manifest_path(folder).write_text(json.dumps(manifest))
     return manifest
+
+
+def manifest_path(corpus: Path) -> Path:
+    name = "manifest.json" if corpus.name == "corpus" else f"{corpus.name}.manifest.json"
+    return corpus.parent / name
 
 
 ENGINEERS = [("ivanov@sis.ru", "Иван Иванов"), ("petrova@sis.ru", "Мария Петрова")]
@@ -529,11 +539,13 @@ def main() -> int:
     if args.run_baseline:
         run_baseline(args.run_baseline, args.corpus, args.work)
         return 0
-    corpus = args.out / "corpus"
+    # After N seeded tickets the corpus's tokens name tickets N+1, N+2...: its own corpus.
+    seeded = args.seed_tickets
+    corpus = args.out / ("corpus" if not seeded else f"corpus-after-{seeded}")
     if not corpus.exists() or len(list(corpus.iterdir())) != args.messages:
-        manifest = generate_corpus(corpus, args.messages, args.seed)
+        manifest = generate_corpus(corpus, args.messages, args.seed, first_ticket=seeded + 1)
     else:
-        manifest = json.loads((args.out / "manifest.json").read_text())
+        manifest = json.loads(manifest_path(corpus).read_text())
     megabytes = sum(path.stat().st_size for path in corpus.iterdir()) / 1e6
     tickets = len(set(manifest.values()))
     print(

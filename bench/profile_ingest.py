@@ -98,7 +98,9 @@ def ingest_all(pipeline: Pipeline, incoming: list[Incoming]) -> Counter[str]:
     return actions
 
 
-def corpus_files(out: Path, messages: int) -> list[Path]:
+def corpus_files(out: Path, messages: int, corpus: Path | None = None) -> list[Path]:
+    if corpus is not None:  # given: used as it is
+        return sorted(corpus.iterdir())[:messages]
     corpus = out / "corpus"
     if not corpus.exists() or len(list(corpus.iterdir())) < messages:
         generate_corpus(corpus, max(messages, 2000), 42)
@@ -112,6 +114,11 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=600)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     parser.add_argument("--pg", help="a PostgreSQL URL (an empty database) instead of SQLite")
+    parser.add_argument(
+        "--corpus", type=Path,
+        help="messages to ingest (default: the bench/ingest.py corpus in --out; with --seeded "
+        "use the one bench/ingest.py --seed-tickets N made: corpus-after-N)",
+    )  # fmt: skip
     parser.add_argument("--stats", type=Path, help="keep the cProfile data in this file")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--no-profile", action="store_true", help="count statements only")
@@ -126,7 +133,7 @@ def main() -> int:
         "EXPLAIN), to check that the hot path uses an index",
     )  # fmt: skip
     args = parser.parse_args()
-    files = corpus_files(args.out, args.messages)
+    files = corpus_files(args.out, args.messages, args.corpus)
     with tempfile.TemporaryDirectory() as work:
         text = MAILD_CONFIG.replace(
             '"sqlite:///maild.db"', json.dumps(args.pg or f"sqlite:///{work}/maild.db")
