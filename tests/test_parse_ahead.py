@@ -8,7 +8,8 @@ import sys
 from concurrent.futures import Future
 from pathlib import Path
 
-from maild.parseahead import _collect
+from maild.config import load_config
+from maild.parseahead import WORTH_A_PROCESS, _collect, parse_ahead
 from maild.work import Incoming
 from tests.conftest import write_config
 
@@ -36,10 +37,8 @@ def _ingest(folder: Path, files: list[Path], parsers: int) -> tuple[list[dict], 
 
 
 def test_parser_processes_decide_what_one_process_decides(tmp_path):
-    files = sorted(
-        path for sub in ("mail", "threading", "bounces") for path in (FIXTURES / sub).rglob("*.eml")
-    )
-    assert len(files) > 100
+    files = sorted(path for sub in ("mail", "bounces") for path in (FIXTURES / sub).rglob("*.eml"))
+    assert len(files) > 2 * WORTH_A_PROCESS
     alone, alone_blobs = _ingest(tmp_path / "alone", files, parsers=0)
     ahead, ahead_blobs = _ingest(tmp_path / "ahead", files, parsers=2)
 
@@ -66,3 +65,13 @@ def test_a_failed_parse_ahead_leaves_the_message_to_the_writer():
     assert _collect(incoming, failed, warned) is incoming
     assert warned == {"RuntimeError"}  # said once per kind of failure, in the log
     assert _collect(incoming, None, warned) is incoming
+
+
+def test_a_few_messages_are_parsed_by_the_writer_without_starting_a_process(tmp_path):
+    # `maild ingest one.eml` must not pay for starting a parser (about 0.6 s).
+    few = [Incoming.of(f"spool-{n}", b"Subject: x\r\n\r\nbody\r\n", "test") for n in range(3)]
+    assert len(few) < WORTH_A_PROCESS
+    limits = load_config(write_config(tmp_path, f"sqlite:///{tmp_path / 'maild.db'}")).artifacts
+    out = list(parse_ahead(iter(few), limits, workers=2))
+    assert out == few
+    assert all(item.preparsed is None for item in out)
