@@ -443,8 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument(
         "--parsers", type=int, default=1 if (os.cpu_count() or 1) > 1 else 0, metavar="N",
-        help="processes that parse the next messages while this one writes the database "
-        "(default: 1 on a machine with more than one CPU, else 0: parse in this process)",
+        help="processes that parse the next messages while this one writes the database, "
+        "for 32 messages or more (default: 1 on a machine with more than one CPU, else 0: "
+        "parse in this process)",
     )  # fmt: skip
     ingest.set_defaults(handler=cmd_ingest)
     tickets = commands.add_parser("tickets", parents=[common], help="list or show tickets")
