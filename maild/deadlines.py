@@ -28,7 +28,8 @@ def status_changes(session: Session, ticket_id: int) -> list[StatusChange]:
     flush_events(session, kinds=_STATUS_KINDS)
     events = read(session, _STATUS_EVENTS, ticket_id=ticket_id)
     changes = []
-    for at, kind, detail in events:
+    for row in events:
+        at, kind, detail = tuple(row)
         detail = detail or {}
         if kind == "reopened":
             changes.append(StatusChange(at, str(detail.get("old", "closed")), "open"))

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import update
+from sqlalchemy import Table, update
 from sqlalchemy.orm import Session
 
 from maild import compose
@@ -129,14 +129,17 @@ def finish(work: Work, action: IngestAction, reason: str, explanation: str) -> I
     inbound = known(work.inbound)
     ticket_id = work.ticket.id if work.ticket else None
     work.session.connection().execute(
-        update(InboundMessage.__table__)
-        .where(InboundMessage.__table__.c.id == inbound.id)
+        update(_LEDGER)
+        .where(_LEDGER.c.id == inbound.id)
         .values(state=str(action), reason=reason, explanation=explanation, ticket_id=ticket_id)
     )
     return IngestResult(
         work.incoming.spool_id, work.identity.message_id, action, ticket_id, reason,
         explanation, dict(work.decisions),
     )  # fmt: skip
+
+
+_LEDGER: Table = InboundMessage.__table__  # type: ignore[assignment]
 
 
 def inbound_id(work: Work) -> int:

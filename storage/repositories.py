@@ -66,7 +66,8 @@ def insert_row(session: Session, model: type[M], **values: Any) -> M:
     table: Table = model.__table__  # type: ignore[assignment]
     row = _with_defaults(table, values)
     result = session.connection().execute(_insert_of(table), row)
-    for column, value in zip(table.primary_key.columns, result.inserted_primary_key, strict=False):
+    key = result.inserted_primary_key or ()
+    for column, value in zip(table.primary_key.columns, key, strict=False):
         row[column.key] = value
     return model(**row)
 
@@ -333,7 +334,8 @@ def known_messages(session: Session, message_ids: Iterable[str]) -> dict[str, Kn
         return {}
     rows = read(session, _KNOWN_MESSAGES, ids=ids)
     known: dict[str, KnownMessage] = {}
-    for message_id, ticket_id, direction, kind in rows:
+    for row in rows:
+        message_id, ticket_id, direction, kind = tuple(row)
         if message_id is not None:
             known.setdefault(message_id, KnownMessage(ticket_id, direction, kind))
     return known
@@ -545,7 +547,7 @@ def note_contact_alive(session: Session, email: str) -> None:
     read(session, _CONTACT_ALIVE, address=email)
 
 
-_CONTACTS = Contact.__table__
+_CONTACTS: Table = Contact.__table__  # type: ignore[assignment]
 _CONTACT_ALIVE = (
     update(_CONTACTS)
     .where(_CONTACTS.c.email == bindparam("address"), _CONTACTS.c.bouncing.is_(True))
@@ -608,7 +610,7 @@ _TICKET_FILES = (
 
 def ticket_files(session: Session, ticket_id: int) -> list[TicketFile]:
     """Every file of the ticket's mail that a person sent (not inline images), oldest first."""
-    return [TicketFile(*row) for row in read(session, _TICKET_FILES, ticket_id=ticket_id)]
+    return [TicketFile._make(row) for row in read(session, _TICKET_FILES, ticket_id=ticket_id)]
 
 
 _RECENT_OUTGOING = (
