@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, update
 from sqlalchemy.orm import Session
 
 from maild import compose
@@ -23,7 +22,7 @@ from parsers.rawmail import RawMail
 from parsers.reachability import why_unanswerable
 from parsers.types import ParsedMessage, StoredBlob
 from storage.models import InboundMessage, Message, OutboxMessage, Ticket
-from storage.repositories import insert_row
+from storage.repositories import insert_row, settle_ledger_row
 from threading_rules.authenticity import AuthorIdentity
 from threading_rules.decide import ThreadDecision
 
@@ -128,18 +127,14 @@ def finish(work: Work, action: IngestAction, reason: str, explanation: str) -> I
     """Write the ledger outcome and turn it into the stage's result."""
     inbound = known(work.inbound)
     ticket_id = work.ticket.id if work.ticket else None
-    work.session.connection().execute(
-        update(_LEDGER)
-        .where(_LEDGER.c.id == inbound.id)
-        .values(state=str(action), reason=reason, explanation=explanation, ticket_id=ticket_id)
-    )
+    settle_ledger_row(
+        work.session, inbound.id, state=str(action), reason=reason, explanation=explanation,
+        ticket_id=ticket_id,
+    )  # fmt: skip
     return IngestResult(
         work.incoming.spool_id, work.identity.message_id, action, ticket_id, reason,
         explanation, dict(work.decisions),
     )  # fmt: skip
-
-
-_LEDGER: Table = InboundMessage.__table__  # type: ignore[assignment]
 
 
 def inbound_id(work: Work) -> int:

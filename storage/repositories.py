@@ -237,7 +237,7 @@ class LedgerRow(NamedTuple):
     ticket_id: int | None
 
 
-_LEDGER_TABLE = InboundMessage.__table__
+_LEDGER_TABLE: Table = InboundMessage.__table__  # type: ignore[assignment]
 _LEDGER_LOOKUP = (
     select(*(_LEDGER_TABLE.c[name] for name in LedgerRow._fields))
     .where(
@@ -251,6 +251,13 @@ _LEDGER_LOOKUP = (
     .order_by(_LEDGER_TABLE.c.id)
 )
 """Built once: statements on the hot path are constructed and cache-keyed a single time."""
+
+
+def settle_ledger_row(session: Session, ledger_id: int, **outcome: Any) -> None:
+    """The ledger row's outcome (state, reason, explanation, ticket_id): one UPDATE."""
+    session.connection().execute(
+        update(_LEDGER_TABLE).where(_LEDGER_TABLE.c.id == ledger_id).values(**outcome)
+    )
 
 
 class LedgerMatch(NamedTuple):
