@@ -61,3 +61,30 @@ def test_replaying_a_committed_batch_changes_nothing(app):
     assert [(r.action, r.ticket) for r in again] == [(r.action, r.ticket) for r in first]
     with app.sessions() as session:
         assert session.scalar(select(func.count(Ticket.id))) == 5
+
+
+def test_savepoint_journal_in_memory_still_rolls_back_one_message(tmp_path):
+    """Issue 17: the per-message savepoint's statement journal lives in memory
+    (temp_store=MEMORY), not in a temporary file per savepoint; a rolled-back message larger
+    than SQLite's in-memory spill threshold (64 KiB) must still vanish, its neighbours stay."""
+    from sqlalchemy import text
+
+    from storage.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'journal.db'}")
+    with engine.begin() as connection:
+        assert connection.exec_driver_sql("PRAGMA temp_store").scalar() == 2  # MEMORY
+        connection.execute(text("CREATE TABLE rows (id INTEGER PRIMARY KEY, body TEXT)"))
+        connection.execute(text("INSERT INTO rows (body) VALUES ('kept before')"))
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO rows (body) VALUES ('kept in batch')"))
+        savepoint = connection.begin_nested()
+        for _ in range(40):
+            connection.execute(text("INSERT INTO rows (body) VALUES (:b)"), {"b": "x" * 50_000})
+        connection.execute(text("UPDATE rows SET body = 'clobbered'"))
+        savepoint.rollback()
+        connection.execute(text("INSERT INTO rows (body) VALUES ('kept after')"))
+    with engine.connect() as connection:
+        bodies = connection.execute(text("SELECT body FROM rows ORDER BY id")).scalars().all()
+    engine.dispose()
+    assert bodies == ["kept before", "kept in batch", "kept after"]
