@@ -23,7 +23,8 @@ from storage.artifacts import ArtifactStore
 from storage.crypto import ArtifactCryptoError, create_key_file, load_key
 from storage.db import make_engine, make_session_factory
 from storage.fsutil import exclusive_folders, make_private
-from storage.spool import Spool
+from storage.shared_spool import DatabaseSpool
+from storage.spool import Spool, SpoolWriter
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,14 @@ class App:
     pipeline: Pipeline
     transport: Transport
     clock: Clock
+    shared_spool: DatabaseSpool | None = None
+    """The spool in the database (PostgreSQL): what sources write and workers claim, so
+    that several processes and machines share it. None on SQLite: the folder spool."""
+
+    @property
+    def inbox(self) -> SpoolWriter:
+        """Where the sources put what they receive."""
+        return self.shared_spool if self.shared_spool is not None else self.spool
 
     def deliver_outbox(self) -> DeliveryCounts:
         return deliver_pending(
@@ -52,7 +61,38 @@ class App:
         self.engine.dispose()
 
 
-def initialize(config: Config, *, tighten_trees: bool = True) -> None:
+def is_shared_database(url: str) -> bool:
+    """PostgreSQL is shared by several processes and machines; SQLite is one process's."""
+    return make_url(url).get_backend_name() == "postgresql"
+
+
+def read_schema(config: Config) -> tuple[str | None, str]:
+    """(the database's schema revision, None before `maild init`; the code's)."""
+    from storage.schema import schema_revisions
+
+    engine = make_engine(config.database.url)
+    try:
+        return schema_revisions(engine)
+    except OperationalError as error:
+        raise ConfigError(f"database.url: cannot connect: {error.orig}") from None
+    finally:
+        engine.dispose()
+
+
+def schema_problem(current: str | None, head: str) -> str | None:
+    """What the admin must do before `maild run`, or None. `maild run` never migrates a
+    schema that exists: other processes may be running on it."""
+    if current == head:
+        return None
+    if current is None:
+        return "the database has no maild schema: run `maild init` first"
+    return (
+        f"the database schema is at revision {current}, this maild needs {head}: stop every "
+        "maild process on this database, run `maild init` (it migrates), then start them again"
+    )
+
+
+def initialize(config: Config, *, tighten_trees: bool = True, migrate: bool = True) -> None:
     """Create or migrate the database and the folders (what `maild init` does), and make what
     maild keeps private. `tighten_trees=False` (`maild run`, at every start) tightens the
     folders but does not walk them: what is inside a 0700 folder is out of other users' reach
@@ -61,7 +101,8 @@ def initialize(config: Config, *, tighten_trees: bool = True) -> None:
 
     engine = make_engine(config.database.url)
     try:
-        upgrade_schema(engine)
+        if migrate:
+            upgrade_schema(engine)
         with make_session_factory(engine).begin() as session:
             repo.sync_engineers(session, ((e.email, e.name) for e in config.engineers))
     finally:
@@ -140,6 +181,10 @@ def open_app(config: Config, clock: Clock | None = None) -> App:
     artifacts.ensure()
     spool = Spool(config.spool.path)
     spool.ensure()
+    shared_spool = None
+    if is_shared_database(config.database.url):
+        shared_spool = DatabaseSpool(engine, config.spool.path)
+        shared_spool.ensure()
     return App(
         config=config,
         engine=engine,
@@ -149,4 +194,5 @@ def open_app(config: Config, clock: Clock | None = None) -> App:
         pipeline=Pipeline(config, sessions, artifacts, chosen_clock),
         transport=transport_from_url(config.outbound.transport),
         clock=chosen_clock,
+        shared_spool=shared_spool,
     )

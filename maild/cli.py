@@ -13,16 +13,25 @@ from datetime import timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from maild import __version__
-from maild.app import App, initialize, open_app
+from maild.app import (
+    App,
+    initialize,
+    is_shared_database,
+    open_app,
+    read_schema,
+    schema_problem,
+)
 from maild.clock import clock_from_environment
 from maild.compose import filesize
 from maild.config import Config, load_config
 from maild.deadlines import ticket_sla
-from maild.errors import MaildError
+from maild.errors import ConfigError, MaildError
+from maild.logformat import configure_logging
 from maild.parseahead import parse_ahead
 from maild.sources.files import input_size, iter_messages
 from maild.terminal import print_json as _print_json
@@ -54,17 +63,36 @@ class _PrintableFormatter(logging.Formatter):
 
 
 def _setup_logging(config: Config, verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else getattr(logging, config.log_level),
-        handlers=[handler],
-    )
+    if config.log_format == "json":
+        configure_logging(
+            "DEBUG" if verbose else config.log_level, "json", secrets=_secrets(config)
+        )
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(
+            level=logging.DEBUG if verbose else getattr(logging, config.log_level),
+            handlers=[handler],
+        )
     if not verbose:
         # aiosmtpd logs every SMTP command at INFO ("mail.log"), Alembic every plugin it loads:
         # one line per message is ours to write, theirs are details for --verbose.
         for noisy in ("mail.log", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _secrets(config: Config) -> list[str]:
+    """What the JSON log masks wherever it appears: the IMAP and database passwords."""
+    found = []
+    for mailbox in config.imap:
+        try:
+            found.append(mailbox.password())
+        except MaildError:
+            continue
+    password = make_url(config.database.url).password
+    if password:
+        found.append(str(password))
+    return [secret for secret in found if secret]
 
 
 # --- init ---
@@ -83,11 +111,73 @@ def cmd_init(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
-    del args
     from maild.daemon import run_daemon
 
-    initialize(config, tighten_trees=False)
-    return run_daemon(open_app(config))
+    current, head = read_schema(config)
+    if current is None and not is_shared_database(config.database.url):
+        # A first start on SQLite: one process, nothing else can be using the file.
+        initialize(config, tighten_trees=False)
+    else:
+        problem = schema_problem(current, head)
+        if problem is not None:
+            raise ConfigError(problem)
+        initialize(config, tighten_trees=False, migrate=False)
+    listen = parse_listen_option(args.metrics_listen) if args.metrics_listen else None
+    return run_daemon(open_app(config), args.role, listen)
+
+
+def parse_listen_option(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"--metrics-listen {value!r}: expected HOST:PORT, e.g. 127.0.0.1:9464")
+    return host.strip("[]"), int(port)
+
+
+# --- status ---
+
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    """Exit 0 when all is well, 1 when something needs the admin (the problems listed)."""
+    from maild.health import collect_status
+
+    app = open_app(config)
+    try:
+        status = collect_status(
+            app.engine, app.sessions, (app.spool, app.shared_spool), app.clock.now(), __version__
+        )
+    finally:
+        app.close()
+    if args.json:
+        _print_json(status.as_json())
+    else:
+        _print_status(status)
+    return EXIT_FAILED if status.problems else EXIT_OK
+
+
+def _print_status(status: Any) -> None:
+    _say(f"maild {status.version}, schema {status.schema_revision} (code {status.schema_head})")
+    _say(f"spool: {status.spool} waiting, oldest {status.spool_oldest_seconds:.0f} s")
+    _say(
+        f"outbox: {status.outbox} waiting ({status.outbox_retrying} retrying), oldest "
+        f"{status.outbox_oldest_seconds:.0f} s; {status.outbox_failed} failed"
+    )
+    _say(f"processes: {sum(p.alive for p in status.processes)} alive")
+    for process in status.processes:
+        mark = "up  " if process.alive else "gone"
+        _say(f"  {mark} {process.role:<9} {process.name}  last seen {process.seen_at}")
+        for name, source in process.state.get("sources", {}).items():
+            connected = "connected" if source.get("connected") else "not connected"
+            serving = "" if source.get("serving", True) else " (standby)"
+            last = source.get("last_message_at") or "none yet"
+            _say(f"       {name}: {connected}{serving}, last message {last}")
+        scheduler = process.state.get("scheduler")
+        if scheduler:
+            _say(f"       scheduler: leader={scheduler.get('leader')}, "
+                 f"last run {scheduler.get('last_run') or 'not yet'}")  # fmt: skip
+    for problem in status.problems:
+        _say(f"problem: {problem}")
+    if not status.problems:
+        _say("ok")
 
 
 # --- ingest ---
@@ -424,9 +514,24 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "init", parents=[common], help="create or migrate the database, folders and keys"
     ).set_defaults(handler=cmd_init)
-    commands.add_parser(
-        "run", parents=[common], help="run the daemon: sources, workers, outbox"
-    ).set_defaults(handler=cmd_run)
+    run = commands.add_parser(
+        "run", parents=[common], help="run the daemon: sources, workers, outbox, scheduler"
+    )
+    run.add_argument(
+        "--role", choices=("all", "sources", "workers", "outbox", "scheduler"), default="all",
+        help="run one part only (several processes and machines need PostgreSQL)",
+    )  # fmt: skip
+    run.add_argument(
+        "--metrics-listen", metavar="HOST:PORT",
+        help="the Prometheus endpoint of this process (instead of [metrics] listen)",
+    )  # fmt: skip
+    run.set_defaults(handler=cmd_run)
+    status = commands.add_parser(
+        "status", parents=[common],
+        help="processes, sources, spool and outbox, schema: exit 1 when something is wrong",
+    )  # fmt: skip
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=cmd_status)
     ingest = commands.add_parser(
         "ingest",
         parents=[common],

@@ -293,6 +293,10 @@ class Config:
         )
     )
     log_level: str = field(default="INFO")
+    log_format: str = "text"
+    """text, or json: one JSON object per line for a log collector."""
+    metrics_listen: tuple[str, int] | None = None
+    """Where the Prometheus endpoint listens; None: no endpoint."""
     calendar: CalendarConfig = field(default=CalendarConfig())
     contracts: tuple[ContractConfig, ...] = ()
     channels: tuple[ChannelConfig, ...] = ()
@@ -601,7 +605,8 @@ _SCHEMA: dict[str, dict[str, tuple[Checker, Any]]] = {
         "trusted_relays": (_relays, []),
         "mx_peers": (_networks, []),
     },
-    "logging": {"level": (_log_level, "INFO")},
+    "logging": {"level": (_log_level, "INFO"), "format": (_choice(("text", "json")), "text")},
+    "metrics": {"listen": (_listen, None)},
     "notifications": {"team_address": (_email, None)},
     "sla": {
         "first_response_hours": (
@@ -930,6 +935,8 @@ def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | Non
         notifications=NotificationsConfig(values["notifications"]["team_address"]),
         sla=SlaConfig(**values["sla"]),
         log_level=values["logging"]["level"],
+        log_format=values["logging"]["format"],
+        metrics_listen=values["metrics"]["listen"],
         calendar=CalendarConfig(
             timezone=values["calendar"]["timezone"],
             working_hours=values["calendar"]["working_hours"],

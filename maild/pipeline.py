@@ -32,6 +32,7 @@ from maild.guard import (
     decide_acknowledgement,
     decide_guard,
 )
+from maild.metrics import Metrics
 from maild.notices import ENGINEER_NOTICES, NoticeContext, notify_ticket, ticket_engineers
 from maild.parseahead import parse_limited, store_raw
 from maild.work import (
@@ -88,6 +89,8 @@ class Pipeline:
         self.sessions = sessions
         self.artifacts = artifacts
         self.clock = clock
+        self.metrics: Metrics | None = None
+        """Set by the daemon: decisions and latency are counted for its metrics endpoint."""
         self.loop_marker = compose.loop_marker(config)
         self.engineer_addresses = frozenset(engineer.email for engineer in config.engineers)
         self.own_addresses = frozenset(

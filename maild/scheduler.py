@@ -51,6 +51,8 @@ class TickReport:
     digests: int = 0
     reports: int = 0
     errors: list[str] = field(default_factory=list)
+    breaches: dict[str, int] = field(default_factory=dict)
+    """SLA clocks (first_response, resolution) this tick found past their target."""
 
     @property
     def queued(self) -> int:
@@ -115,7 +117,10 @@ def _tick_ticket(
     if not status.paused:
         clocks = (("first_response", status.first_response), ("resolution", status.resolution))
         for name, state in clocks:
-            report.escalations += _escalate(due, name, state, status.mode)
+            sent, breached = _escalate(due, name, state, status.mode)
+            report.escalations += sent
+            if breached:
+                report.breaches[name] = report.breaches.get(name, 0) + 1
     if ticket.status == WAITING:
         _cooperation(config, session, ticket, now, report)
 
@@ -130,22 +135,24 @@ def _claim(session: Session, ticket_id: int, kind: str, key: str, now: datetime)
     return True
 
 
-def _escalate(due: _Due, name: str, state: ClockState, mode: str) -> int:
+def _escalate(due: _Due, name: str, state: ClockState, mode: str) -> tuple[int, bool]:
+    """(escalations queued, whether this tick is the first to see the target missed)."""
     if state.done or not state.target_minutes:
-        return 0
+        return 0, False
     fractions = due.config.escalation.at
     reached = [f for f in fractions if state.elapsed_minutes >= f * state.target_minutes]
     if not reached:
-        return 0
+        return 0, False
     # Only the highest fraction reached is sent: a ticket first seen late gets one notice,
     # not one per fraction it passed while nobody ticked. The lower ones are claimed too.
-    highest, sent = max(reached), 0
+    highest, sent, breached = max(reached), 0, False
     for fraction in sorted(reached):
         claimed = _claim(due.session, due.ticket.id, "escalation", f"{name}:{fraction:g}", due.now)
+        breached = breached or (claimed and fraction >= 1)
         if claimed and fraction == highest:
             _queue_escalation(due, name, state, mode, last=fraction == fractions[-1])
             sent = 1
-    return sent
+    return sent, breached
 
 
 def _queue_escalation(due: _Due, name: str, state: ClockState, mode: str, *, last: bool) -> None:

@@ -22,8 +22,10 @@ from sqlalchemy.orm import Session
 from maild.errors import PermanentError, TransientError
 from maild.pipeline import Pipeline
 from maild.work import Incoming, IngestResult
+from parsers.rawmail import RawMail
 from storage.db import is_transient_db_error
-from storage.spool import Spool
+from storage.shared_spool import ClaimedMessage, DatabaseSpool
+from storage.spool import Spool, SpoolMeta
 
 log = logging.getLogger(__name__)
 BATCH_MESSAGES = 64
@@ -83,6 +85,15 @@ def describe_db_error(error: BaseException) -> str:
 
 
 def _run_isolated(pipeline: Pipeline, session: Session, incoming: Incoming) -> IngestResult:
+    started = time.monotonic()
+    result = _settle_one(pipeline, session, incoming)
+    if pipeline.metrics is not None:
+        pipeline.metrics.decisions.labels(action=str(result.action), reason=result.reason).inc()
+        pipeline.metrics.pipeline_seconds.observe(time.monotonic() - started)
+    return result
+
+
+def _settle_one(pipeline: Pipeline, session: Session, incoming: Incoming) -> IngestResult:
     try:
         with session.begin_nested():
             return pipeline.run_stages(session, incoming)
@@ -182,12 +193,55 @@ def drain_spool(
     return DrainOutcome(settled, stalled=False)
 
 
+CLAIM_MESSAGES = 8
+"""A worker on the shared spool claims this many at a time: its row locks (the ticket
+counter among them) are held until its commit, so small batches keep workers from queueing
+behind one another."""
+
+
+def drain_database_spool(
+    spool: DatabaseSpool, pipeline: Pipeline, *, should_stop: Callable[[], bool] | None = None
+) -> DrainOutcome:
+    """Claim, process and delete rows of the shared spool until none is claimable; each
+    batch is one transaction, so a worker killed at any point leaves its rows to another."""
+    settled = 0
+    while should_stop is None or not should_stop():
+        done: list[ClaimedMessage] = []
+        started = time.monotonic()
+        try:
+            with pipeline.sessions.begin() as session:
+                claimed = spool.claim(session, CLAIM_MESSAGES)
+                for item in claimed:
+                    entry = spool.load(session, item)
+                    _run_isolated(
+                        pipeline, session, _incoming(entry.spool_id, entry.raw, entry.meta)
+                    )
+                    done.append(item)
+                    if time.monotonic() - started > BATCH_SECONDS:
+                        break
+                spool.settle(session, done)
+                pipeline.artifacts.sync()
+        except (BatchAborted, TransientError) as error:
+            OUTAGE.failed(len(done), str(error))
+            return DrainOutcome(settled, stalled=True)
+        except DBAPIError as error:
+            OUTAGE.failed(len(done), describe_db_error(error))
+            return DrainOutcome(settled, stalled=True)
+        OUTAGE.succeeded()
+        spool.forget_files(done)
+        settled += len(done)
+        if not claimed:
+            break
+    return DrainOutcome(settled, stalled=False)
+
+
 def _from_spool(spool: Spool, spool_id: str) -> Incoming:
     entry = spool.read(spool_id)
+    return _incoming(spool_id, entry.raw, entry.meta)
+
+
+def _incoming(spool_id: str, raw: RawMail, meta: SpoolMeta) -> Incoming:
     # Only maild's own listener saw the peer itself; an IMAP source's "peer" is the IMAP server.
-    if entry.meta.source not in ("smtp", "lmtp"):
-        return Incoming(spool_id, entry.raw, entry.meta.source)
-    return Incoming(
-        spool_id, entry.raw, entry.meta.source, peer=entry.meta.peer,
-        envelope_from=entry.meta.envelope_from,
-    )  # fmt: skip
+    if meta.source not in ("smtp", "lmtp"):
+        return Incoming(spool_id, raw, meta.source)
+    return Incoming(spool_id, raw, meta.source, peer=meta.peer, envelope_from=meta.envelope_from)

@@ -302,3 +302,52 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(default=current_time)
     next_attempt_at: Mapped[datetime] = mapped_column(default=current_time)
     sent_at: Mapped[datetime | None] = mapped_column()
+
+
+class SpoolMessage(Base):
+    """A message stored but not yet processed, when the database is shared (PostgreSQL):
+    committed before the source acknowledges, claimed by one worker with SKIP LOCKED, and
+    deleted in the transaction that stores it (storage.shared_spool)."""
+
+    __tablename__ = "spool_messages"
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    spool_id: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column()
+    envelope_from: Mapped[str | None] = mapped_column(String(320))
+    recipients: Mapped[str] = mapped_column(Text, default="")
+    peer: Mapped[str] = mapped_column(String(255), default="")
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    refs: Mapped[str] = mapped_column(Text, default="")
+    """The Message-IDs of In-Reply-To and References, each in <>, space-separated: a worker
+    does not claim a reply while the message it answers is still waiting or in hand."""
+    size: Mapped[int] = mapped_column(BigInteger)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    large_file: Mapped[str | None] = mapped_column(String(255))
+    """A message too large for a row lives in this file of the spool folder instead."""
+
+
+class ImapPosition(Base):
+    """Where a mailbox's intake got to (UIDVALIDITY and the last UID spooled)."""
+
+    __tablename__ = "imap_positions"
+    mailbox: Mapped[str] = mapped_column(String(255), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class MaildProcess(Base):
+    """What a running maild process last said about itself (`maild status`)."""
+
+    __tablename__ = "maild_processes"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    """host:pid: unique while the process lives."""
+    role: Mapped[str] = mapped_column(String(32))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column()
+    seen_at: Mapped[datetime] = mapped_column()
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -14,6 +14,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from parsers.rawmail import RawMail
 from storage.fsutil import write_durably
@@ -36,6 +37,13 @@ class SpoolEntry:
     spool_id: str
     raw: RawMail
     meta: SpoolMeta
+
+
+class SpoolWriter(Protocol):
+    """What a source needs: `put` returns once the message is durable (a file here, a
+    committed row in storage.shared_spool), and only then may the source acknowledge."""
+
+    def put(self, raw: bytes, meta: SpoolMeta) -> str: ...
 
 
 def new_spool_id() -> str:

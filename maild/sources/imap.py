@@ -21,21 +21,33 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from maild.config import ImapMailboxConfig
 from maild.errors import ConfigError
 from storage.fsutil import write_durably
-from storage.spool import Spool, SpoolMeta
+from storage.locks import LeaderLock
+from storage.shared_spool import load_imap_position, save_imap_position
+from storage.spool import Spool, SpoolMeta, SpoolWriter
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS = 30
 MAX_BACKOFF_SECONDS = 60
 IDLE_CHECK_SECONDS = 1.0
 NETWORK_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOFError)
+TAKEOVER_SECONDS = 2.0
+"""How often a standby process tries to take a mailbox whose lock another process holds."""
+LEADER_CHECK_SECONDS = 5.0
+
+
+class PositionStore(Protocol):
+    def load(self) -> UidState | None: ...
+    def save(self, state: UidState) -> None: ...
 
 
 def is_unparsable(raw: bytes) -> bool:
@@ -50,6 +62,24 @@ class UidState:
 
     uidvalidity: int
     last_uid: int
+
+
+class DatabasePosition:
+    """The mailbox's position in the shared database: a process on another machine that
+    takes the mailbox over continues from it."""
+
+    def __init__(self, engine: Engine, mailbox: str) -> None:
+        self.engine = engine
+        self.mailbox = mailbox
+
+    def load(self) -> UidState | None:
+        position = load_imap_position(self.engine, self.mailbox)
+        return UidState(*position) if position else None
+
+    def save(self, state: UidState) -> None:
+        save_imap_position(
+            self.engine, self.mailbox, state.uidvalidity, state.last_uid, datetime.now(UTC)
+        )
 
 
 class UidStateFile:
@@ -72,16 +102,29 @@ class ImapSource:
     def __init__(
         self,
         config: ImapMailboxConfig,
-        spool: Spool,
+        spool: SpoolWriter,
         on_spooled: Callable[[], None],
         stopping: threading.Event,
+        *,
+        positions: PositionStore | None = None,
+        leader: LeaderLock | None = None,
+        on_reconnect: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.spool = spool
         self.on_spooled = on_spooled
         self.stopping = stopping
-        self.state_file = UidStateFile(spool.root / f"imap-{config.name}.json")
+        if positions is None:
+            if not isinstance(spool, Spool):
+                raise TypeError("a shared spool needs a position store of its own")
+            positions = UidStateFile(spool.root / f"imap-{config.name}.json")
+        self.state_file = positions
+        self.leader = leader
+        """Held while this process serves the mailbox; None: always ours (one process)."""
+        self.on_reconnect = on_reconnect
         self.connected = threading.Event()
+        self.last_message_at: datetime | None = None
+        self.connections = 0
 
     # --- connection ---
 
@@ -104,6 +147,10 @@ class ImapSource:
         """Until stopped: connect, drain, wait (IDLE or poll); on any error back off and retry."""
         backoff = 1.0
         while not self.stopping.is_set():
+            if self.leader is not None and not self.leader.acquire():
+                # Another process serves this mailbox; take it over when its lock goes.
+                self.stopping.wait(TAKEOVER_SECONDS)
+                continue
             try:
                 client = self.connect()
             except ConfigError:
@@ -121,24 +168,42 @@ class ImapSource:
             log.info(
                 "imap %s: connected to %s:%s", self.config.name, self.config.host, self.config.port
             )
+            self.connections += 1
+            if self.connections > 1 and self.on_reconnect is not None:
+                self.on_reconnect()
             self.connected.set()
             try:
                 self._serve(client)
             except NETWORK_ERRORS as error:
                 log.warning("imap %s: connection lost: %s", self.config.name, error)
+            except SQLAlchemyError as error:
+                # The shared spool is away: nothing was moved that is not stored; wait.
+                log.warning(
+                    "imap %s: database unavailable, retry in %.0fs: %s",
+                    self.config.name, MAX_BACKOFF_SECONDS / 4, type(error).__name__,
+                )  # fmt: skip
+                self.stopping.wait(MAX_BACKOFF_SECONDS / 4)
             finally:
                 self.connected.clear()
                 _close_quietly(client)
 
     def _serve(self, client: IMAPClient) -> None:
         idle = self.config.idle and client.has_capability("IDLE")
-        while not self.stopping.is_set():
+        while not self.stopping.is_set() and self._still_ours():
             uidvalidity = int(client.select_folder(self.config.folder)[b"UIDVALIDITY"])
             self.drain(client, uidvalidity)
             if idle:
                 self._idle(client)
             else:
                 self.stopping.wait(self.config.poll_seconds)
+
+    def _still_ours(self) -> bool:
+        """False once the mailbox lock is lost (the database connection dropped): another
+        process may serve the mailbox now, so this one lets go and queues for it again."""
+        if self.leader is None or self.leader.acquire():
+            return True
+        log.warning("imap %s: mailbox lock lost; disconnecting", self.config.name)
+        return False
 
     # --- one pass over the folder ---
 
@@ -181,6 +246,7 @@ class ImapSource:
         unparsable = is_unparsable(raw)
         spool_id = self.spool.put(raw, meta)
         del raw, response
+        self.last_message_at = datetime.now(UTC)
         self.on_spooled()
         folder = self.config.quarantine_folder if unparsable else self.config.processed_folder
         self._move(client, uid, folder)
@@ -207,6 +273,12 @@ class ImapSource:
             while not self.stopping.is_set() and waited < self.config.idle_seconds:
                 responses: list[Any] = client.idle_check(timeout=IDLE_CHECK_SECONDS)
                 waited += IDLE_CHECK_SECONDS
+                if (
+                    self.leader is not None
+                    and waited % LEADER_CHECK_SECONDS < IDLE_CHECK_SECONDS
+                    and not self._still_ours()
+                ):
+                    break
                 if any(len(item) > 1 and item[1] in (b"EXISTS", b"RECENT") for item in responses):
                     break
         finally:

@@ -23,11 +23,12 @@ from typing import Any, Literal
 from aiosmtpd.controller import Controller
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy.exc import SQLAlchemyError
 
 from maild.clock import Clock
 from maild.config import SmtpInboundConfig
 from maild.limits import DescriptorReserve, LogThrottle, Refusal, SessionGate
-from storage.spool import Spool, SpoolMeta
+from storage.spool import SpoolMeta, SpoolWriter
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class SpoolHandler:
 
     def __init__(
         self,
-        spool: Spool,
+        spool: SpoolWriter,
         served: frozenset[str],
         on_spooled: Callable[[], None],
         clock: Clock,
@@ -205,6 +206,13 @@ class SpoolHandler:
             self.failures.log(
                 logging.ERROR, "spool write failed, answering 451: %s", error.strerror or error
             )
+            return TEMPORARY_FAILURE
+        except SQLAlchemyError as error:
+            # The shared spool (PostgreSQL) is away: the client keeps the message and retries.
+            self.failures.log(
+                logging.ERROR, "spool database unavailable, answering 451: %s",
+                type(error).__name__,
+            )  # fmt: skip
             return TEMPORARY_FAILURE
         self.on_spooled()
         log.debug("spooled %s (Received id %s) from %s", spool_id, trace_id, peer)
