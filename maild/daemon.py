@@ -338,10 +338,6 @@ def run_daemon(app: App, role: str = "all", metrics_listen: tuple[str, int] | No
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     daemon.start()
-    beating = threading.Thread(
-        target=heartbeat.run, args=(daemon.stopping,), name="heartbeat", daemon=True
-    )
-    beating.start()
     for thread in imap_threads:
         thread.start()
     for controller in controllers:
@@ -349,6 +345,10 @@ def run_daemon(app: App, role: str = "all", metrics_listen: tuple[str, int] | No
         protocol = "LMTP" if isinstance(controller, LmtpController) else "SMTP"
         log.info("listening for %s on %s:%s", protocol, controller.hostname, controller.port)
         daemon.sources[protocol.lower()] = {"serving": True, "connected": True}
+    beating = threading.Thread(
+        target=heartbeat.run, args=(daemon.stopping,), name="heartbeat", daemon=True
+    )
+    beating.start()
     log.info(
         "maild running (role %s); outbound via %s", role, config.outbound.transport.split(":")[0]
     )
