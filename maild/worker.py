@@ -37,6 +37,12 @@ class BatchAborted(Exception):
     """The whole transaction is lost (connection gone, lock held, concurrent writer): retry
     the batch later; every message in it stays in the spool."""
 
+    def __init__(self, reason: str, *, contention: bool = False) -> None:
+        super().__init__(reason)
+        self.contention = contention
+        """Another worker wrote the same row first (a first contact, organisation or
+        counter): nothing is wrong with the database, and trying again at once succeeds."""
+
 
 class OutageLog:
     """One WARNING when the database goes away and one INFO when it is back, whatever the
@@ -97,8 +103,11 @@ def _settle_one(pipeline: Pipeline, session: Session, incoming: Incoming) -> Ing
     try:
         with session.begin_nested():
             return pipeline.run_stages(session, incoming)
-    except (TransientError, IntegrityError) as error:
-        # A peer is briefly away, or a concurrent writer took the same row first.
+    except IntegrityError as error:
+        # A concurrent writer (another worker, a `maild ingest`) took the same row first.
+        raise BatchAborted(describe_db_error(error), contention=True) from error
+    except TransientError as error:
+        # A peer is briefly away.
         raise BatchAborted(describe_db_error(error)) from error
     except DBAPIError as error:
         if is_transient_db_error(error):
@@ -131,7 +140,13 @@ def process_batch(pipeline: Pipeline, batch: Sequence[Incoming]) -> list[IngestR
                 if time.monotonic() - started > BATCH_SECONDS:
                     break
             pipeline.artifacts.sync()
-    except (BatchAborted, TransientError) as error:
+    except BatchAborted as error:
+        if error.contention:
+            log.info("another writer wrote a row of this batch first; it is retried: %s", error)
+        else:
+            OUTAGE.failed(len(batch), str(error))
+        return None
+    except TransientError as error:
         OUTAGE.failed(len(batch), str(error))
         return None
     except DBAPIError as error:
@@ -194,6 +209,9 @@ def drain_spool(
 
 
 CLAIM_MESSAGES = 8
+CONTENTION_RETRIES = 5
+"""Batches retried at once after another worker's write collided with ours; past that the
+collision is treated as an outage (backed off), so that a bug cannot spin."""
 """A worker on the shared spool claims this many at a time: its row locks (the ticket
 counter among them) are held until its commit, so small batches keep workers from queueing
 behind one another."""
@@ -204,7 +222,7 @@ def drain_database_spool(
 ) -> DrainOutcome:
     """Claim, process and delete rows of the shared spool until none is claimable; each
     batch is one transaction, so a worker killed at any point leaves its rows to another."""
-    settled = 0
+    settled = contended = 0
     while should_stop is None or not should_stop():
         done: list[ClaimedMessage] = []
         started = time.monotonic()
@@ -221,13 +239,21 @@ def drain_database_spool(
                         break
                 spool.settle(session, done)
                 pipeline.artifacts.sync()
-        except (BatchAborted, TransientError) as error:
+        except BatchAborted as error:
+            if error.contention and contended < CONTENTION_RETRIES:
+                contended += 1
+                log.info("another worker wrote a row of this batch first; retrying: %s", error)
+                continue
+            OUTAGE.failed(len(done), str(error))
+            return DrainOutcome(settled, stalled=True)
+        except TransientError as error:
             OUTAGE.failed(len(done), str(error))
             return DrainOutcome(settled, stalled=True)
         except DBAPIError as error:
             OUTAGE.failed(len(done), describe_db_error(error))
             return DrainOutcome(settled, stalled=True)
         OUTAGE.succeeded()
+        contended = 0
         spool.forget_files(done)
         settled += len(done)
         if not claimed:

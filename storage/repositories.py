@@ -112,9 +112,22 @@ def next_ticket_number(session: Session) -> int:
     ).scalar_one_or_none()
     if result is not None:
         return result
-    session.add(Counter(name=TICKET_COUNTER, value=1))
-    session.flush()
-    return 1
+    # The first ticket ever: create the row, tolerating another worker that creates it at
+    # the same moment (PostgreSQL: it waits for that one's commit, then counts on from it).
+    insert_counter = (
+        postgresql_insert(Counter).on_conflict_do_nothing()
+        if session.get_bind().dialect.name == "postgresql"
+        else sqlite_insert(Counter).on_conflict_do_nothing()
+    )
+    session.execute(insert_counter.values(name=TICKET_COUNTER, value=0))
+    return int(
+        session.execute(
+            update(Counter)
+            .where(Counter.name == TICKET_COUNTER)
+            .values(value=Counter.value + 1)
+            .returning(Counter.value)
+        ).scalar_one()
+    )
 
 
 def organization_for_domain(

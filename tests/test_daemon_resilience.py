@@ -13,7 +13,9 @@ from tests.mailbuilder import build_mail
 
 
 def test_spool_worker_survives_an_unexpected_error(app, monkeypatch):
-    real_drain = daemon_module.drain_spool
+    # On PostgreSQL the worker drains the shared spool (the file is moved into it at start).
+    drain_name = "drain_database_spool" if app.shared_spool is not None else "drain_spool"
+    real_drain = getattr(daemon_module, drain_name)
     calls = []
 
     def drain_with_a_bug_once(*args, **kwargs):
@@ -22,7 +24,7 @@ def test_spool_worker_survives_an_unexpected_error(app, monkeypatch):
             raise RuntimeError("a bug outside the per-message isolation")
         return real_drain(*args, **kwargs)
 
-    monkeypatch.setattr(daemon_module, "drain_spool", drain_with_a_bug_once)
+    monkeypatch.setattr(daemon_module, drain_name, drain_with_a_bug_once)
     monkeypatch.setattr(daemon_module, "ERROR_BACKOFF_SECONDS", 0.1)
     app.spool.put(build_mail(), SpoolMeta(source="smtp", received_at="2026-03-03T09:00:00Z"))
     worker = daemon_module.Daemon(app)
