@@ -50,6 +50,9 @@ STALL_BACKOFF_MAX_SECONDS = 30.0
 SHARED_POLL_SECONDS = 0.25
 """A worker on the shared spool looks for rows this often when no source of its own process
 woke it: the sources may be in another process or on another machine."""
+OUTBOX_ALONE_POLL_SECONDS = 1.0
+"""An outbox sender without a worker in its process is not woken by commits: it looks for
+new rows this often, so that an acknowledgement leaves within a second."""
 ROLES = ("all", "sources", "workers", "outbox", "scheduler")
 
 
@@ -248,7 +251,7 @@ class Daemon:
         parts = [
             ("workers", "spool-worker", "spool worker", self._work_spool, self.spooled, poll),
             ("outbox", "outbox-sender", "outbox sender", self._work_outbox, self.committed,
-             OUTBOX_POLL_SECONDS),
+             OUTBOX_POLL_SECONDS if self.runs("workers") else OUTBOX_ALONE_POLL_SECONDS),
             ("scheduler", "scheduler", "scheduler", self._work_schedule, self.ticked,
              self.app.config.scheduler_seconds),
         ]  # fmt: skip
@@ -376,9 +379,9 @@ def _sources(app: App, daemon: Daemon) -> tuple[list[Any], list[ImapSource]]:
     for listener in (config.smtp, config.lmtp):
         if listener is None:
             continue
-        source = "lmtp" if listener is config.lmtp else "smtp"
+        protocol = "lmtp" if listener is config.lmtp else "smtp"
         handler = SpoolHandler(
-            app.inbox, served, daemon.spooled_from(source), app.clock,
+            app.inbox, served, daemon.spooled_from(protocol), app.clock,
             max_recipients=listener.max_recipients,
         )  # fmt: skip
         controllers.append(make_controller(listener, handler))
@@ -391,12 +394,12 @@ def _sources(app: App, daemon: Daemon) -> tuple[list[Any], list[ImapSource]]:
             if shared
             else UidStateFile(app.spool.root / f"imap-{mailbox.name}.json")
         )
-        source = ImapSource(
+        imap = ImapSource(
             mailbox, app.inbox, daemon.spooled_from(name), daemon.stopping,
             positions=positions,
             leader=LeaderLock(app.engine, name) if shared else None,
             on_reconnect=daemon.metrics.imap_reconnects.labels(mailbox=mailbox.name).inc,
         )  # fmt: skip
-        daemon.watch_imap(name, source)
-        imap_sources.append(source)
+        daemon.watch_imap(name, imap)
+        imap_sources.append(imap)
     return controllers, imap_sources

@@ -15,7 +15,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, select, update
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
 STALE_SECONDS = 30.0
 """A process whose heartbeat is older than this is reported as gone."""
+FORGET_GONE_AFTER = timedelta(days=1)
 SPOOL_AGE_WARNING_SECONDS = 300.0
 """A message waiting this long means no worker is processing (or the database refuses)."""
 
@@ -119,8 +120,10 @@ def collect_status(
     current, head = schema_revisions(engine)
     with sessions() as session:
         depths, retrying = queue_depths(session, *spools, now)
-        rows = (
-            session.scalars(select(MaildProcess).order_by(MaildProcess.role, MaildProcess.name))
+        rows: list[MaildProcess] = (
+            list(
+                session.scalars(select(MaildProcess).order_by(MaildProcess.role, MaildProcess.name))
+            )
             if current is not None
             else []
         )
@@ -203,6 +206,10 @@ class Heartbeat:
         now = self.clock.now()
         values = {"seen_at": now, "state": self.state(), "role": self.role}
         with self.sessions.begin() as session:
+            # Rows of processes killed long ago (a clean stop deletes its own row).
+            session.execute(
+                delete(MaildProcess).where(MaildProcess.seen_at < now - FORGET_GONE_AFTER)
+            )
             updated = session.execute(
                 update(MaildProcess).where(MaildProcess.name == self.name).values(**values)
             ).rowcount  # type: ignore[attr-defined]

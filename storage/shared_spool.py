@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, delete, exists, func, or_, select, update
+from sqlalchemy import Engine, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from maild.clock import current_time
@@ -108,7 +108,7 @@ class DatabaseSpool:
             "large_file": large_file,
         }
         with self.engine.begin() as connection:
-            connection.execute(SpoolMessage.__table__.insert(), row)  # type: ignore[arg-type]
+            connection.execute(insert(SpoolMessage), row)
         return spool_id
 
     def claim(self, session: Session, limit: int) -> list[ClaimedMessage]:
@@ -201,7 +201,7 @@ def save_imap_position(
         ).rowcount
         if not updated:
             connection.execute(
-                ImapPosition.__table__.insert(),  # type: ignore[arg-type]
+                insert(ImapPosition),
                 {"mailbox": mailbox, "uidvalidity": uidvalidity, "last_uid": last_uid,
                  "updated_at": now},
             )  # fmt: skip

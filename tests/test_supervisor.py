@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from storage.db import make_engine
-from storage.models import InboundMessage, MaildProcess, Ticket
+from storage.models import InboundMessage, MaildProcess, OutboxMessage, Ticket
 from tests.conftest import ROOT, _fresh_postgres_database, free_port, write_config
 from tests.dovecot import Dovecot, dovecot_missing_reason
 from tests.mailbuilder import build_mail
@@ -223,4 +223,74 @@ def test_a_standby_sources_process_takes_the_mailbox_over(tmp_path, pg_url, shar
                 assert process.wait(timeout=60) == 0
         for log in logs:
             log.close()
+        engine.dispose()
+
+
+SCHEDULER = """
+[scheduler]
+interval_seconds = 1
+
+[[contracts]]
+name = "stroymontazh"
+domains = ["stroymontazh.ru"]
+first_response_hours = { critical = 1, high = 2, normal = 4, low = 8 }
+resolution_hours = { critical = 8, high = 16, normal = 40, low = 80 }
+"""
+
+
+def test_two_schedulers_escalate_once_and_one_leads(tmp_path, pg_url):
+    """Two `maild run --role scheduler` on one database: one holds the lock and ticks, the
+    other waits; the overdue ticket is escalated once; killing the leader hands over."""
+    config = write_config(tmp_path, pg_url, SCHEDULER)
+    maild = [sys.executable, "-m", "maild", "--config", str(config)]
+    subprocess.run([*maild, "init"], check=True, capture_output=True)
+    request = tmp_path / "request.eml"
+    request.write_bytes(build_mail(sender="sidorov@stroymontazh.ru", subject="Округление"))
+    friday = {**os.environ, "MAILD_NOW": "2025-03-07T17:30:00+03:00"}
+    subprocess.run([*maild, "ingest", str(request)], check=True, capture_output=True, env=friday)
+    monday = {**os.environ, "MAILD_NOW": "2025-03-10T12:30:00+03:00"}  # 210 of 240 minutes
+    engine = make_engine(pg_url)
+    logs = (tmp_path / "schedulers.log").open("wb")
+    schedulers = [
+        subprocess.Popen(
+            [*maild, "run", "--role", "scheduler"], stdout=logs, stderr=logs, env=monday
+        )
+        for _ in range(2)
+    ]
+
+    def leaders() -> list[int]:
+        with engine.connect() as connection:
+            rows = connection.execute(select(MaildProcess.pid, MaildProcess.state)).all()
+        return [pid for pid, state in rows if state.get("scheduler", {}).get("leader")]
+
+    def escalations() -> int:
+        with engine.connect() as connection:
+            return int(
+                connection.scalar(
+                    select(func.count(OutboxMessage.id)).where(
+                        OutboxMessage.purpose == "escalation"
+                    )
+                )
+                or 0
+            )
+
+    try:
+        wait_for(lambda: escalations() >= 1, timeout=60, what="the escalation")
+        wait_for(lambda: len(leaders()) == 1, what="one leader among two schedulers")
+        [leader] = leaders()
+        time.sleep(3)  # three more ticks of the one-second scheduler
+        victim = next(p for p in schedulers if p.pid == leader)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        survivor = next(p for p in schedulers if p.pid != leader)
+        wait_for(lambda: leaders() == [survivor.pid] or survivor.pid in leaders(),
+                 what="the standby scheduler to take over")  # fmt: skip
+        time.sleep(3)
+        assert escalations() == 1  # once, whoever ticked
+    finally:
+        for process in schedulers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                assert process.wait(timeout=60) == 0
+        logs.close()
         engine.dispose()
