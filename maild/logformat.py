@@ -8,39 +8,22 @@ and index everything they are sent.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from maild.terminal import json_text, printable
+
 MASK = "***"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-# C0 controls but tab and newline, DEL, C1 controls, bidi embeddings, overrides and isolates:
-# what a client wrote must not drive the terminal that shows the log (as maild.terminal).
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-# What json.dumps(ensure_ascii=False) leaves raw that a terminal may act on (it escapes C0),
-# plus U+2028/U+2029, which line-splitting readers (str.splitlines among them) take for an
-# end of line: one record must stay one line.
-_JSON_UNPRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def _visible(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-def _json_escape(match: re.Match[str]) -> str:
-    return f"\\u{ord(match.group()):04x}"
 
 
 class _TextFormatter(logging.Formatter):
     """The terminal format: control characters in a logged value shown as escapes, not obeyed."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return _UNPRINTABLE.sub(_visible, super().format(record))
+        return printable(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -83,7 +66,7 @@ class JsonFormatter(logging.Formatter):
             entry["stack"] = self.mask(self.formatStack(record.stack_info))
         entry["process"] = record.process
         entry["thread"] = record.threadName
-        return _JSON_UNPRINTABLE.sub(_json_escape, json.dumps(entry, ensure_ascii=False))
+        return json_text(entry)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         """ISO-8601 in UTC with milliseconds and a Z, whatever the host's time zone."""

@@ -17,8 +17,10 @@ from typing import Any, TextIO
 
 # C0 controls but tab and newline, DEL, C1 controls, bidi embeddings, overrides and isolates.
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-# What json.dumps(ensure_ascii=False) leaves raw that a terminal may act on (it escapes C0).
-_JSON_UNPRINTABLE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# What json.dumps(ensure_ascii=False) leaves raw that a terminal may act on (it escapes C0),
+# and U+2028/U+2029, which line-splitting readers (str.splitlines among them) take for an
+# end of line: one JSON object must stay one line (`--json`, JSON logs).
+_JSON_UNPRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def _visible(match: re.Match[str]) -> str:

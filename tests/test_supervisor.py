@@ -20,8 +20,10 @@ from sqlalchemy import func, select
 from storage.db import make_engine
 from storage.models import InboundMessage, MaildProcess, OutboxMessage, Ticket
 from tests.conftest import ROOT, _fresh_postgres_database, free_port, write_config
+from tests.daemon import wait_for
 from tests.dovecot import Dovecot, dovecot_missing_reason
 from tests.mailbuilder import build_mail
+from tests.test_scheduler_daemon import CONTRACT
 
 pytestmark = pytest.mark.postgres
 SUPERVISOR_CONF = ROOT / "etc" / "supervisor" / "maild.conf"
@@ -43,16 +45,6 @@ def pg_url(postgres_admin):
     database = _fresh_postgres_database(postgres_admin)
     yield next(database)
     next(database, None)
-
-
-def wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def count(engine, column) -> int:
@@ -119,7 +111,7 @@ def send_smtp(port: int, raw: bytes) -> None:
             return False
         return True
 
-    wait_for(attempt, what="the SMTP listener to take a message")
+    wait_for(attempt, timeout=60, what="the SMTP listener to take a message")
 
 
 def test_supervisor_restarts_killed_processes_and_loses_nothing(tmp_path, pg_url, shared_dovecot):
@@ -135,13 +127,13 @@ def test_supervisor_restarts_killed_processes_and_loses_nothing(tmp_path, pg_url
     engine = make_engine(pg_url)
     supervisor.start()
     try:
-        wait_for(supervisor.all_running, what="all seven programs RUNNING")
+        wait_for(supervisor.all_running, timeout=60, what="all seven programs RUNNING")
         sent = 0
         for n in range(10):
             send_smtp(port, build_mail(subject=f"SMTP {n}", message_id=f"<smtp{n}@firm.ru>"))
             shared_dovecot.append(build_mail(subject=f"IMAP {n}", message_id=f"<imap{n}@firm.ru>"))
             sent += 2
-        wait_for(lambda: count(engine, Ticket.id) == sent, what="the first tickets")
+        wait_for(lambda: count(engine, Ticket.id) == sent, timeout=60, what="the first tickets")
 
         worker, sources = (
             supervisor.pid("maild:maild-worker-0"),
@@ -159,12 +151,15 @@ def test_supervisor_restarts_killed_processes_and_loses_nothing(tmp_path, pg_url
                 and supervisor.pid("maild:maild-sources") not in (0, sources)
                 and supervisor.all_running()
             ),
+            timeout=60,
             what="supervisor to restart the killed processes",
         )
         for n in range(10, 20):
             send_smtp(port, build_mail(subject=f"SMTP {n}", message_id=f"<smtp{n}@firm.ru>"))
             sent += 1
-        wait_for(lambda: count(engine, Ticket.id) == sent, what="every message as a ticket")
+        wait_for(
+            lambda: count(engine, Ticket.id) == sent, timeout=60, what="every message as a ticket"
+        )
         assert count(engine, InboundMessage.id) == sent  # each once
         assert shared_dovecot.count("INBOX") == 0
         with engine.connect() as connection:
@@ -204,7 +199,9 @@ def test_a_standby_sources_process_takes_the_mailbox_over(tmp_path, pg_url, shar
     standby = None
     try:
         shared_dovecot.append(build_mail(subject="До сбоя", message_id="<before@firm.ru>"))
-        wait_for(lambda: count(engine, Ticket.id) == 1, what="the first process to serve")
+        wait_for(
+            lambda: count(engine, Ticket.id) == 1, timeout=60, what="the first process to serve"
+        )
         standby = subprocess.Popen(
             [*maild, "run", "--role", "sources"], stdout=logs[1], stderr=logs[1]
         )
@@ -226,22 +223,10 @@ def test_a_standby_sources_process_takes_the_mailbox_over(tmp_path, pg_url, shar
         engine.dispose()
 
 
-SCHEDULER = """
-[scheduler]
-interval_seconds = 1
-
-[[contracts]]
-name = "stroymontazh"
-domains = ["stroymontazh.ru"]
-first_response_hours = { critical = 1, high = 2, normal = 4, low = 8 }
-resolution_hours = { critical = 8, high = 16, normal = 40, low = 80 }
-"""
-
-
 def test_two_schedulers_escalate_once_and_one_leads(tmp_path, pg_url):
     """Two `maild run --role scheduler` on one database: one holds the lock and ticks, the
     other waits; the overdue ticket is escalated once; killing the leader hands over."""
-    config = write_config(tmp_path, pg_url, SCHEDULER)
+    config = write_config(tmp_path, pg_url, CONTRACT)
     maild = [sys.executable, "-m", "maild", "--config", str(config)]
     subprocess.run([*maild, "init"], check=True, capture_output=True)
     request = tmp_path / "request.eml"
@@ -276,7 +261,7 @@ def test_two_schedulers_escalate_once_and_one_leads(tmp_path, pg_url):
 
     try:
         wait_for(lambda: escalations() >= 1, timeout=60, what="the escalation")
-        wait_for(lambda: len(leaders()) == 1, what="one leader among two schedulers")
+        wait_for(lambda: len(leaders()) == 1, timeout=60, what="one leader among two schedulers")
         [leader] = leaders()
         time.sleep(3)  # three more ticks of the one-second scheduler
         victim = next(p for p in schedulers if p.pid == leader)
@@ -284,7 +269,7 @@ def test_two_schedulers_escalate_once_and_one_leads(tmp_path, pg_url):
         victim.wait()
         survivor = next(p for p in schedulers if p.pid != leader)
         wait_for(lambda: leaders() == [survivor.pid] or survivor.pid in leaders(),
-                 what="the standby scheduler to take over")  # fmt: skip
+                 timeout=60, what="the standby scheduler to take over")  # fmt: skip
         time.sleep(3)
         assert escalations() == 1  # once, whoever ticked
     finally:
