@@ -314,9 +314,11 @@ def _measure(url: str, work: Path, files: Sequence[Path], number: int, quiet: bo
 
 
 def report_log(workers: Workers, quiet: bool) -> None:
-    """Warnings and errors in the workers' logs go to stderr (the work folder is removed)."""
+    """Warnings and errors in the workers' logs go to stderr (the work folder is removed),
+    with --quiet too: they are what a benchmark run must not hide."""
+    del quiet
     lines = workers.log_lines(" WARNING ", " ERROR ", " CRITICAL ", "Traceback")
-    if lines and not quiet:
+    if lines:
         shown = "\n".join(f"  {line}" for line in lines[:20])
         more = f"\n  ... {len(lines) - 20} more" if len(lines) > 20 else ""
         print(f"worker log, {len(lines)} warning/error lines:\n{shown}{more}", file=sys.stderr)
