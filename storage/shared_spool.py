@@ -81,7 +81,12 @@ class DatabaseSpool:
         self.engine = engine
         self.folder = folder
         self.large = folder / "large"
-        self.tmp = folder / "tmp"
+        self.tmp = folder / "large.tmp"
+        """Not the folder spool's tmp/: `maild run` empties that one at start, and here a
+        sources process may be writing while another process starts. A source killed while
+        writing a large message leaves its half file here (it never acknowledged it); such
+        files are not swept, as no process can tell another machine's write in progress
+        from a dead one's."""
 
     def ensure(self) -> None:
         for path in (self.large, self.tmp):
