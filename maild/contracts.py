@@ -82,3 +82,12 @@ def contract_rows(config: Config) -> list[ContractRow]:
         ContractRow(c.name, c.mode, c.domains, c.addresses, sla_terms(config, c))
         for c in config.contracts
     ]
+
+
+DEDICATED_REASONS = frozenset({"channel_mailbox", "channel_address"})
+
+
+def channel_of(choice: ContractChoice) -> str:
+    """The regulation's channel of a request that came by mail: `dedicated` when it came
+    through a client's own mailbox or address (the contract says so), else `email`."""
+    return "dedicated" if choice.reason in DEDICATED_REASONS else "email"

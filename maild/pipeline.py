@@ -22,7 +22,7 @@ from maild.assignment import assign_on_arrival
 from maild.clock import Clock, at_moment
 from maild.commands import split_commands
 from maild.config import Config
-from maild.contracts import choose_contract, sla_terms
+from maild.contracts import channel_of, choose_contract, sla_terms
 from maild.deadlines import settle_outcomes
 from maild.engineer import handle_engineer_mail
 from maild.guard import (
@@ -532,6 +532,7 @@ def _open_ticket(pipeline: Pipeline, work: Work) -> Ticket:
         subject=subject[:1000],
         status="new",
         criticality=criticality.level,
+        channel=channel_of(choice),
         language=language,
         organization_id=organization.id if organization else None,
         requester_id=contact.id,

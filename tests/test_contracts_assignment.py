@@ -3,7 +3,9 @@ assignment on arrival (issue 15)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import email
+import email.policy
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -139,3 +141,50 @@ def test_criticality_and_contract_in_ingest_result_with_a_config_rule(make_app):
     plain = ingest(app, build_mail(subject="Срочно!!!", body="Подскажите, как выгрузить отчёт?",
                                    message_id="<q@x.ru>"))  # fmt: skip
     assert plain.as_json()["criticality"]["value"] != "critical"  # "срочно" alone raises nothing
+
+
+CHANNELS = """
+[[contracts]]
+name = "dealer"
+domains = []
+first_response_hours = { critical = 1, high = 2, normal = 4, low = 8 }
+resolution_hours = { critical = 8, high = 16, normal = 40, low = 80 }
+
+[[channels]]
+address = "dealer@support.sis.ru"
+contract = "dealer"
+"""
+
+
+def test_a_dedicated_channel_is_the_tickets_channel_everywhere(make_app, clock):
+    """Issue 19: mail to a client's own address opens a ticket of channel `dedicated` (and
+    its contract); tickets show, the engineers' notice and the digest name the channel."""
+    from maild.reports.digest import digest_figures, digest_text
+    from storage.views import ticket_detail
+    from tests.test_pipeline import outbox
+
+    app = make_app(CHANNELS)
+    dedicated = ingest(app, build_mail(sender="anna@gmail.com", to="dealer@support.sis.ru",
+                                       subject="Отчёт", message_id="<d1@gmail.com>"))  # fmt: skip
+    plain = ingest(app, build_mail(sender="oleg@mail.ru", subject="Вход",
+                                   message_id="<p1@mail.ru>"))  # fmt: skip
+    with app.sessions() as session:
+        shown = ticket_detail(session, dedicated.ticket, "SIS")
+        other = ticket_detail(session, plain.ticket, "SIS")
+        assert shown is not None
+        assert other is not None
+        assert shown["channel"] == "dedicated"
+        assert other["channel"] == "email"
+        late = clock.now() + timedelta(days=3)
+        text = digest_text(digest_figures(app.config, session, late), "ru")
+    notices = [
+        email.message_from_bytes(m.raw, policy=email.policy.default).get_content()
+        for m in outbox(app)
+        if m.purpose == "ticket_notice"
+    ]
+    assert "Канал: выделенный канал" in notices[0]
+    assert "Канал:" not in notices[1]  # mail is the rule, not named
+    [line] = [line for line in text.splitlines() if "[SIS #1]" in line]
+    assert "выделенный канал" in line
+    [line] = [line for line in text.splitlines() if "[SIS #2]" in line]
+    assert "канал" not in line

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from maild.compose import CHANNEL_LABELS
 from maild.config import Config
 from maild.deadlines import ticket_sla
 from maild.reports.figures import (
@@ -94,7 +95,7 @@ def _ticket_row(config: Config, ticket: Ticket, organization: str) -> dict[str, 
         "token": format_token(config.token_prefix, ticket.id), "subject": ticket.subject,
         "organization": organization, "criticality": ticket.criticality,
         "assignee": (ticket.assignee.name or ticket.assignee.email) if ticket.assignee else None,
-        "status": ticket.status,
+        "status": ticket.status, "channel": ticket.channel,
     }  # fmt: skip
 
 
@@ -249,12 +250,19 @@ def digest_subject(digest: dict[str, Any], language: str) -> str:
     return labels["subject"].format(date=_date(digest["date"]), breaches=breaches(digest))
 
 
-def _risk_line(row: dict[str, Any], labels: dict[str, str]) -> str:
+def _risk_line(row: dict[str, Any], language: str) -> str:
+    labels = DIGEST_LABELS[language]
     late = row["late_minutes"]
     when = labels["late" if late > 0 else "left"].format(minutes=abs(late))
     who = row["assignee"] or labels["nobody"]
-    return (f"{row['token']} {row['subject']} — {row['organization']}, {row['criticality']}, "
-            f"{who}: {labels[row['clock']]} {when}")  # fmt: skip
+    return (f"{row['token']} {row['subject']} — {row['organization']}, {row['criticality']}"
+            f"{_via(row, language)}, {who}: {labels[row['clock']]} {when}")  # fmt: skip
+
+
+def _via(row: dict[str, Any], language: str) -> str:
+    """Mail is the rule; any other channel is named, as in the engineers' notices."""
+    channel = row.get("channel", "email")
+    return "" if channel == "email" else f", {CHANNEL_LABELS[language][channel]}"
 
 
 def digest_text(digest: dict[str, Any], language: str = "ru") -> str:
@@ -263,14 +271,14 @@ def digest_text(digest: dict[str, Any], language: str = "ru") -> str:
     lines = [
         labels["title"].format(date=_date(digest["date"])), "",
         f"{labels['at_risk']}: {len(digest['at_risk'])}",
-        *(f"  {_risk_line(row, labels)}" for row in digest["at_risk"]),
+        *(f"  {_risk_line(row, language)}" for row in digest["at_risk"]),
         "",
         f"{labels['now']}: {labels['open']} {now['open']}, {labels['waiting']} {now['waiting']}",
         f"{labels['day_before'].format(day=_date(digest['yesterday']))}: "
         + ", ".join(f"{labels[k]} {before[k]}" for k in ("new", "answered", "answers", "resolved",
                                                           "closed")),
         "", f"{labels['oldest']}:",
-        *(f"  {row['token']} {row['subject']} — {row['organization']}, "
+        *(f"  {row['token']} {row['subject']} — {row['organization']}{_via(row, language)}, "
           f"{row['assignee'] or labels['nobody']}, {_date(row['created_at'][:10])}"
           for row in digest["oldest_open"]),
         "", f"{labels['load']}:",
@@ -304,6 +312,7 @@ def digest_html(digest: dict[str, Any], language: str = "ru") -> tuple[str, dict
     }  # fmt: skip
     html = template_environment().get_template("digest.html.j2").render(
         digest=digest, labels=labels, title=labels["title"].format(date=_date(digest["date"])),
-        risk_line=lambda row: _risk_line(row, labels), day=_date,
+        risk_line=lambda row: _risk_line(row, language), day=_date,
+        via=lambda row: _via(row, language),
     )  # fmt: skip
     return html, images
