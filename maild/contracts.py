@@ -87,7 +87,14 @@ def contract_rows(config: Config) -> list[ContractRow]:
 DEDICATED_REASONS = frozenset({"channel_mailbox", "channel_address"})
 
 
-def channel_of(choice: ContractChoice) -> str:
-    """The regulation's channel of a request that came by mail: `dedicated` when it came
-    through a client's own mailbox or address (the contract says so), else `email`."""
+SOURCE_CHANNELS = {"web": "web", "telegram": "telegram"}
+"""Spool sources that are channels of their own (the form's and the bot's listeners)."""
+
+
+def channel_of(choice: ContractChoice, source: str) -> str:
+    """The regulation's channel of a request: the listener it came through when that is a
+    channel of its own (`web`, `telegram`: the spool's source, which no mail can forge);
+    `dedicated` when it came through a client's own mailbox or address; else `email`."""
+    if source in SOURCE_CHANNELS:
+        return SOURCE_CHANNELS[source]
     return "dedicated" if choice.reason in DEDICATED_REASONS else "email"

@@ -532,7 +532,7 @@ def _open_ticket(pipeline: Pipeline, work: Work) -> Ticket:
         subject=subject[:1000],
         status="new",
         criticality=criticality.level,
-        channel=channel_of(choice),
+        channel=channel_of(choice, work.incoming.source),
         language=language,
         organization_id=organization.id if organization else None,
         requester_id=contact.id,
