@@ -59,6 +59,18 @@ class OutboundConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebInboundConfig:
+    """The site's request form (`[inbound.web]`): an HTTP listener beside the SMTP one."""
+
+    host: str
+    port: int
+    per_peer_per_minute: int = 5
+    """Submissions from one IP address in any minute; more are answered 429."""
+    per_email_per_hour: int = 10
+    """Submissions naming one email address in any hour (a form is not a mail bomb)."""
+
+
+@dataclass(frozen=True, slots=True)
 class SmtpInboundConfig:
     host: str
     port: int
@@ -278,6 +290,7 @@ class Config:
     outbound: OutboundConfig
     smtp: SmtpInboundConfig | None
     lmtp: SmtpInboundConfig | None
+    web: WebInboundConfig | None
     imap: tuple[ImapMailboxConfig, ...]
     spool: SpoolConfig
     tickets: TicketsConfig
@@ -592,6 +605,12 @@ _SCHEMA: dict[str, dict[str, tuple[Checker, Any]]] = {
         "idle_timeout_seconds": (_positive_int, 60),
         "max_recipients": (_positive_int, 100),
     },
+    "inbound.web": {
+        "enabled": (_boolean, False),
+        "listen": (_listen, "127.0.0.1:8025"),
+        "per_peer_per_minute": (_positive_int, 5),
+        "per_email_per_hour": (_positive_int, 10),
+    },
     "spool": {"path": (_string, "var/spool")},
     "tickets": {
         "language": (_language, "ru"),
@@ -888,6 +907,13 @@ def _listener(
     )  # fmt: skip
 
 
+def _web_listener(values: dict[str, Any]) -> WebInboundConfig | None:
+    if not values["enabled"]:
+        return None
+    host, port = values["listen"]
+    return WebInboundConfig(host, port, values["per_peer_per_minute"], values["per_email_per_hour"])
+
+
 def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | None) -> Config:
     """Validate a parsed TOML document into a `Config`."""
     tables = _split_tables(document)
@@ -926,6 +952,7 @@ def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | Non
         ),
         smtp=smtp_config,
         lmtp=lmtp_config,
+        web=_web_listener(values["inbound.web"]),
         imap=imap,
         spool=SpoolConfig(_resolve(base_dir, values["spool"]["path"])),
         tickets=TicketsConfig(**values["tickets"]),

@@ -35,6 +35,7 @@ from maild.outbound import WriteTurn, deliver_pending
 from maild.scheduler import run_due
 from maild.sources.imap import DatabasePosition, ImapSource, UidStateFile
 from maild.sources.smtp import LmtpController, SpoolHandler, make_controller
+from maild.sources.web import WebController, WebIntake, csrf_secret
 from maild.worker import OUTAGE, describe_db_error, drain_database_spool, drain_spool
 from storage.db import is_transient_db_error
 from storage.locks import AlreadyRunning, LeaderLock, RunLock
@@ -345,8 +346,12 @@ def run_daemon(app: App, role: str = "all", metrics_listen: tuple[str, int] | No
         thread.start()
     for controller in controllers:
         controller.start()
-        protocol = "LMTP" if isinstance(controller, LmtpController) else "SMTP"
-        log.info("listening for %s on %s:%s", protocol, controller.hostname, controller.port)
+        if isinstance(controller, WebController):
+            protocol = "WEB"
+            log.info("request form on http://%s:%s/", controller.host, controller.port)
+        else:
+            protocol = "LMTP" if isinstance(controller, LmtpController) else "SMTP"
+            log.info("listening for %s on %s:%s", protocol, controller.hostname, controller.port)
         daemon.sources[protocol.lower()] = {"serving": True, "connected": True}
     beating = threading.Thread(
         target=heartbeat.run, args=(daemon.stopping,), name="heartbeat", daemon=True
@@ -385,6 +390,12 @@ def _sources(app: App, daemon: Daemon) -> tuple[list[Any], list[ImapSource]]:
             max_recipients=listener.max_recipients,
         )  # fmt: skip
         controllers.append(make_controller(listener, handler))
+    if config.web is not None:
+        intake = WebIntake(
+            config, config.web, spool=app.inbox, sessions=app.sessions, clock=app.clock,
+            secret=csrf_secret(app.artifacts.key.secret), on_spooled=daemon.spooled_from("web"),
+        )  # fmt: skip
+        controllers.append(WebController(intake, config.web.host, config.web.port))
     shared = app.shared_spool is not None
     imap_sources = []
     for mailbox in config.imap:
