@@ -68,6 +68,11 @@ class WebInboundConfig:
     """Submissions from one IP address in any minute; more are answered 429."""
     per_email_per_hour: int = 10
     """Submissions naming one email address in any hour (a form is not a mail bomb)."""
+    max_request_bytes: int = 64 * 1024 * 1024
+    """One submission with its files, as it is held in memory while it is read."""
+    trusted_proxies: tuple[str, ...] = ()
+    """The site's reverse proxies: behind them the client is the last address they add to
+    X-Forwarded-For; from anyone else that header is ignored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -610,6 +615,8 @@ _SCHEMA: dict[str, dict[str, tuple[Checker, Any]]] = {
         "listen": (_listen, "127.0.0.1:8025"),
         "per_peer_per_minute": (_positive_int, 5),
         "per_email_per_hour": (_positive_int, 10),
+        "max_request_mb": (_megabytes, 64),
+        "trusted_proxies": (_networks, []),
     },
     "spool": {"path": (_string, "var/spool")},
     "tickets": {
@@ -911,7 +918,10 @@ def _web_listener(values: dict[str, Any]) -> WebInboundConfig | None:
     if not values["enabled"]:
         return None
     host, port = values["listen"]
-    return WebInboundConfig(host, port, values["per_peer_per_minute"], values["per_email_per_hour"])
+    return WebInboundConfig(
+        host, port, values["per_peer_per_minute"], values["per_email_per_hour"],
+        values["max_request_mb"], tuple(values["trusted_proxies"]),
+    )  # fmt: skip
 
 
 def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | None) -> Config:

@@ -40,9 +40,10 @@ def wait_for_http(port: int) -> None:
 
 
 @pytest.fixture
-def web(tmp_path, sqlite_url):
+def web(tmp_path, sqlite_url, request):
     port = free_port()
     extra = f'[inbound.web]\nenabled = true\nlisten = "127.0.0.1:{port}"\n'
+    extra += getattr(request, "param", "")
     config = write_config(tmp_path, sqlite_url, extra)
     maild(config, "init")
     log = (tmp_path / "maild.log").open("wb")
@@ -181,3 +182,31 @@ def test_a_hundred_submissions_a_minute_from_one_address_are_cut(web):
     assert statuses.count(429) == 95
     wait_for(lambda: len(json.loads(maild(config, "tickets", "list", "--json"))) == 5,
              what="five tickets")  # fmt: skip
+
+
+@pytest.mark.parametrize("web", ['trusted_proxies = ["127.0.0.0/8"]\n'], indirect=True)
+def test_behind_a_trusted_proxy_the_limit_is_per_client(web):
+    """The site's reverse proxy sends every request from one address: the limit counts the
+    client it names in X-Forwarded-For (and only a trusted proxy is believed)."""
+    _, base = web
+
+    async def post(forwarded: str, n: int) -> int:
+        body = {"email": f"c{n}@firm.example", "problem": f"запрос {n}"}
+        headers = {"X-Forwarded-For": forwarded}
+        async with (
+            aiohttp.ClientSession() as api,
+            api.post(f"{base}/requests", json=body, headers=headers) as response,
+        ):
+            return response.status
+
+    async def run():
+        one_client = [await post("198.51.100.7", n) for n in range(6)]
+        # The same client claiming other addresses to the left of what the proxy added.
+        spoofing = [await post(f"192.0.2.{n}, 198.51.100.7", 10 + n) for n in range(3)]
+        many_clients = [await post(f"203.0.113.{n}", 100 + n) for n in range(6)]
+        return one_client, spoofing, many_clients
+
+    one_client, spoofing, many_clients = asyncio.run(run())
+    assert one_client.count(429) == 1  # 5 a minute, counted for 198.51.100.7
+    assert spoofing == [429, 429, 429]
+    assert 429 not in many_clients  # each client its own limit, all through one proxy

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
@@ -153,7 +154,13 @@ class WebIntake:
         self.secret = secret
         self.on_spooled = on_spooled
         artifacts = config.artifacts
-        self.limits = FormLimits(artifacts.max_attachment_bytes, artifacts.max_message_bytes)
+        self.limits = FormLimits(
+            min(artifacts.max_attachment_bytes, listener.max_request_bytes),
+            min(artifacts.max_message_bytes, listener.max_request_bytes),
+        )
+        self.proxies = tuple(
+            ipaddress.ip_network(n, strict=False) for n in listener.trusted_proxies
+        )
         self.per_peer = RateLimiter(listener.per_peer_per_minute, 60.0)
         self.per_email = RateLimiter(listener.per_email_per_hour, 3600.0)
 
@@ -202,14 +209,32 @@ class WebIntake:
                 request, wants_json, refusal.status, refusal.errors,
                 fields=refusal.fields, retry_after=refusal.retry_after,
             )  # fmt: skip
-        return await self._accept(request, wants_json, submission, request.remote or "")
+        return await self._accept(request, wants_json, submission, self.client_address(request))
+
+    def client_address(self, request: web.Request) -> str:
+        """Who is submitting: the peer, or behind a trusted reverse proxy the address the
+        proxies say they got the request from (the right-most one not their own); a header
+        from anyone else is ignored, or every client could pick its own rate limit."""
+        chain = [request.remote or ""]
+        forwarded = request.headers.getall("X-Forwarded-For", [])
+        hops = [hop.strip() for value in forwarded for hop in value.split(",") if hop.strip()]
+        while hops and self._is_proxy(chain[-1]):
+            chain.append(hops.pop())
+        return chain[-1]
+
+    def _is_proxy(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.proxies)
 
     async def _screen(self, request: web.Request, wants_json: bool) -> Submission:
         """The submission, or `Refused` with the status and every reason."""
         length = request.content_length
         if length is not None and length > self.limits.max_total_bytes:
             raise Refused(413, [FieldError("files", "too_large")])
-        if not self.per_peer.allow(request.remote or "", time.monotonic()):
+        if not self.per_peer.allow(self.client_address(request), time.monotonic()):
             raise Refused(429, [], retry_after=60)
         try:
             read = self._read_json if wants_json else self._read_form
@@ -251,7 +276,7 @@ class WebIntake:
             log.error("web: spool write failed, answering 503: %s", type(error).__name__)  # noqa: TRY400
             return self._refuse(request, wants_json, 503, [], retry_after=60)
         self.on_spooled()
-        ticket = await loop.run_in_executor(None, self._wait_for_ticket, spool_id)
+        ticket = await self._wait_for_ticket(spool_id)
         log.info("web: request from %s spooled as %s, ticket %s", peer, spool_id, ticket)
         token = format_token(self.config.token_prefix, ticket) if ticket else None
         if wants_json:
@@ -259,19 +284,27 @@ class WebIntake:
             return web.json_response(body, status=201 if ticket else 202)
         return self._page(request, 201 if ticket else 202, ticket=token, queued=not ticket)
 
-    def _wait_for_ticket(self, spool_id: str) -> int | None:
+    async def _wait_for_ticket(self, spool_id: str) -> int | None:
         """The ticket the worker opened or joined for this submission, if it does so within
-        TICKET_WAIT_SECONDS (the page then shows the number; else the mail brings it)."""
+        TICKET_WAIT_SECONDS (the page then shows the number; else the mail brings it). Each
+        look is a short query in the executor; the waiting is the event loop's, so waiting
+        requests hold no thread."""
+        loop = asyncio.get_running_loop()
         deadline = time.monotonic() + TICKET_WAIT_SECONDS
         while time.monotonic() < deadline:
-            with self.sessions() as session:
-                found = session.execute(
-                    select(InboundMessage.ticket_id).where(InboundMessage.spool_id == spool_id)
-                ).first()
-            if found is not None:
-                return found[0]
-            time.sleep(0.1)
+            settled = await loop.run_in_executor(None, self._settled, spool_id)
+            if settled is not None:
+                return settled[0]  # None: stored without a ticket (quarantined, say)
+            await asyncio.sleep(0.1)
         return None
+
+    def _settled(self, spool_id: str) -> tuple[int | None] | None:
+        """(ticket,) once the worker has stored the submission; None before."""
+        with self.sessions() as session:
+            row = session.execute(
+                select(InboundMessage.ticket_id).where(InboundMessage.spool_id == spool_id)
+            ).first()
+        return (row[0],) if row is not None else None
 
     async def _read_form(self, request: web.Request) -> tuple[dict[str, str], list[UploadedFile]]:
         fields: dict[str, str] = {}
