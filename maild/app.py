@@ -16,8 +16,15 @@ from maild.clock import Clock, clock_from_environment
 from maild.config import Config
 from maild.contracts import contract_rows
 from maild.errors import ConfigError
-from maild.outbound import DeliveryCounts, Transport, deliver_pending, transport_from_url
+from maild.outbound import (
+    DeliveryCounts,
+    RoutedTransport,
+    Transport,
+    deliver_pending,
+    transport_from_url,
+)
 from maild.pipeline import Pipeline
+from maild.sources.telegram_bot import BotApi, TelegramTransport
 from storage import repositories as repo
 from storage.artifacts import ArtifactStore
 from storage.crypto import ArtifactCryptoError, create_key_file, load_key
@@ -57,7 +64,13 @@ class App:
             retry_seconds=self.config.outbound.retry_seconds,
         )
 
+    bot: BotApi | None = None
+    """The Telegram bot's API client, when `[inbound.telegram]` is on: the source polls
+    with it and the outbox answers chats with it."""
+
     def close(self) -> None:
+        if self.bot is not None:
+            self.bot.close()
         self.engine.dispose()
 
 
@@ -128,6 +141,8 @@ def _make_private(config: Config, *, tighten_trees: bool) -> None:
         trees.append(Path(config.outbound.transport.removeprefix("maildir:")))
     files = [config.artifacts.key_file]
     files += [mailbox.password_file for mailbox in config.imap if mailbox.password_file]
+    if config.telegram is not None:
+        files.append(config.telegram.token_file)
     url = make_url(config.database.url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         database = Path(url.database)
@@ -185,6 +200,13 @@ def open_app(config: Config, clock: Clock | None = None) -> App:
     if is_shared_database(config.database.url):
         shared_spool = DatabaseSpool(engine, config.spool.path)
         shared_spool.ensure()
+    bot = None
+    if config.telegram is not None:
+        try:
+            bot = BotApi(config.telegram.api_url, config.telegram.token())
+        except ConfigError:
+            engine.dispose()
+            raise
     return App(
         config=config,
         engine=engine,
@@ -192,7 +214,11 @@ def open_app(config: Config, clock: Clock | None = None) -> App:
         artifacts=artifacts,
         spool=spool,
         pipeline=Pipeline(config, sessions, artifacts, chosen_clock),
-        transport=transport_from_url(config.outbound.transport),
+        transport=RoutedTransport(
+            transport_from_url(config.outbound.transport),
+            TelegramTransport(bot) if bot is not None else None,
+        ),
         clock=chosen_clock,
         shared_spool=shared_spool,
+        bot=bot,
     )

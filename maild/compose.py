@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from maild.config import Config
+from maild.sources.telegram import chat_of_address
 from parsers.message import header_text
 from parsers.types import AttachmentInfo
 
@@ -101,11 +102,14 @@ def template_environment() -> jinja2.Environment:
     return environment
 
 
-def render(name: str, language: str, **context: Any) -> str:
+def render(name: str, language: str, *, in_chat: bool = False, **context: Any) -> str:
+    """`in_chat`: the client reads this in a Telegram chat, where "reply to this email"
+    means "write here"."""
     template = template_environment().get_template(f"{name}.{language}.txt.j2")
     return template.render(
         item_labels=ITEM_LABELS[language], kind_labels=KIND_LABELS[language],
-        close_labels=CLOSE_LABELS[language], channel_labels=CHANNEL_LABELS[language], **context,
+        close_labels=CLOSE_LABELS[language], channel_labels=CHANNEL_LABELS[language],
+        in_chat=in_chat, **context,
     )  # fmt: skip
 
 
@@ -435,6 +439,7 @@ def _auto_reply(
     text = render(
         template,
         reply.language,
+        in_chat=chat_of_address(reply.client[1]) is not None,
         client_name=reply.client[0],
         token=reply.token,
         subject=reply.subject,
@@ -494,7 +499,8 @@ def client_mail(
     blocks of the commands (#request, #close) and the ticket's footer, from the support
     address under the engineer's name. A person's answer, so bounces come back to us."""
     text = render(
-        "answer", reply.language, engineer_text=engineer_text, blocks=list(blocks),
+        "answer", reply.language, in_chat=chat_of_address(reply.client[1]) is not None,
+        engineer_text=engineer_text, blocks=list(blocks),
         token=reply.token, subject=reply.subject, support_address=config.mailbox.address,
     )  # fmt: skip
     message_id = new_message_id(config, reply.ticket_id)

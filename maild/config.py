@@ -23,6 +23,7 @@ from maild.errors import ConfigError
 ENV_CONFIG = "MAILD_CONFIG"
 _EMAIL_RE = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 _LANGUAGES = ("ru", "en")
+MAX_TELEGRAM_POLL_SECONDS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,32 @@ class WebInboundConfig:
     trusted_proxies: tuple[str, ...] = ()
     """The site's reverse proxies: behind them the client is the last address they add to
     X-Forwarded-For; from anyone else that header is ignored."""
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramInboundConfig:
+    """The product's Telegram bot (`[inbound.telegram]`): private chats become tickets."""
+
+    token_file: Path
+    api_url: str = "https://api.telegram.org"
+    """The Bot API server: Telegram's, or a local Bot API server (or a test's stand-in)."""
+    poll_seconds: int = 25
+    """How long one getUpdates long poll waits for a message before asking again."""
+
+    def token(self) -> str:
+        """Read when the bot starts, never kept in the config object or logged."""
+        try:
+            token = self.token_file.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError(
+                f"inbound.telegram.token_file: cannot read {self.token_file}: {error.strerror}"
+            ) from None
+        if not re.fullmatch(r"[0-9]{1,20}:[A-Za-z0-9_-]{20,}", token):
+            raise ConfigError(
+                f"inbound.telegram.token_file: {self.token_file} does not hold a bot token "
+                "(digits, a colon, then the secret, as @BotFather gives it)"
+            )
+        return token
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +342,7 @@ class Config:
     """text, or json: one JSON object per line for a log collector."""
     metrics_listen: tuple[str, int] | None = None
     """Where the Prometheus endpoint listens; None: no endpoint."""
+    telegram: TelegramInboundConfig | None = None
     calendar: CalendarConfig = field(default=CalendarConfig())
     contracts: tuple[ContractConfig, ...] = ()
     channels: tuple[ChannelConfig, ...] = ()
@@ -415,6 +443,13 @@ def _port(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
         raise ValueError("expected a port number 1-65535")
     return value
+
+
+def _http_url(value: Any) -> str:
+    text = _string(value).rstrip("/")
+    if not re.fullmatch(r"https?://[A-Za-z0-9.\[\]:-]+(/[^\s]*)?", text):
+        raise ValueError("expected an http:// or https:// URL")
+    return text
 
 
 def _listen(value: Any) -> tuple[str, int]:
@@ -617,6 +652,12 @@ _SCHEMA: dict[str, dict[str, tuple[Checker, Any]]] = {
         "per_email_per_hour": (_positive_int, 10),
         "max_request_mb": (_megabytes, 64),
         "trusted_proxies": (_networks, []),
+    },
+    "inbound.telegram": {
+        "enabled": (_boolean, False),
+        "token_file": (_string, None),
+        "api_url": (_http_url, "https://api.telegram.org"),
+        "poll_seconds": (_positive_int, 25),
     },
     "spool": {"path": (_string, "var/spool")},
     "tickets": {
@@ -924,6 +965,21 @@ def _web_listener(values: dict[str, Any]) -> WebInboundConfig | None:
     )  # fmt: skip
 
 
+def _telegram_bot(values: dict[str, Any], base_dir: Path) -> TelegramInboundConfig | None:
+    if not values["enabled"]:
+        return None
+    if not values["token_file"]:
+        raise ConfigError("inbound.telegram.token_file: set the file that holds the bot's token")
+    if values["poll_seconds"] > MAX_TELEGRAM_POLL_SECONDS:
+        raise ConfigError(
+            f"inbound.telegram.poll_seconds: at most {MAX_TELEGRAM_POLL_SECONDS} (proxies "
+            "between maild and the Bot API close longer requests)"
+        )
+    return TelegramInboundConfig(
+        _resolve(base_dir, values["token_file"]), values["api_url"], values["poll_seconds"]
+    )
+
+
 def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | None) -> Config:
     """Validate a parsed TOML document into a `Config`."""
     tables = _split_tables(document)
@@ -963,6 +1019,7 @@ def build_config(document: Mapping[str, Any], base_dir: Path, source: Path | Non
         smtp=smtp_config,
         lmtp=lmtp_config,
         web=_web_listener(values["inbound.web"]),
+        telegram=_telegram_bot(values["inbound.telegram"], base_dir),
         imap=imap,
         spool=SpoolConfig(_resolve(base_dir, values["spool"]["path"])),
         tickets=TicketsConfig(**values["tickets"]),

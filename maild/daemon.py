@@ -35,6 +35,7 @@ from maild.outbound import WriteTurn, deliver_pending
 from maild.scheduler import run_due
 from maild.sources.imap import DatabasePosition, ImapSource, UidStateFile
 from maild.sources.smtp import LmtpController, SpoolHandler, make_controller
+from maild.sources.telegram_bot import BotApi, TelegramSource
 from maild.sources.web import WebController, WebIntake, csrf_secret
 from maild.worker import OUTAGE, describe_db_error, drain_database_spool, drain_spool
 from storage.db import is_transient_db_error
@@ -90,6 +91,7 @@ class Daemon:
         self.sources: dict[str, dict[str, object]] = {}
         """What the sources of this process report in the heartbeat."""
         self.imap_sources: dict[str, ImapSource] = {}
+        self.telegram: TelegramSource | None = None
         self.stopping = threading.Event()
         self.spooled = threading.Event()
         self.committed = threading.Event()
@@ -231,6 +233,10 @@ class Daemon:
             entry = self.sources.setdefault(name, {})
             entry["connected"] = source.connected.is_set()
             entry["serving"] = source.leader is None or source.leader.held
+        if self.telegram is not None:
+            entry = self.sources.setdefault("telegram", {})
+            entry["connected"] = self.telegram.connected.is_set()
+            entry["serving"] = self.telegram.serving
         state: dict[str, object] = {"version": __version__, "sources": self.sources}
         if self.runs("scheduler"):
             state["scheduler"] = {
@@ -320,11 +326,7 @@ def run_daemon(app: App, role: str = "all", metrics_listen: tuple[str, int] | No
     run_lock = check_role(app, role)
     daemon = Daemon(app, role)
     raise_open_file_limit()
-    controllers, imap_sources = _sources(app, daemon) if daemon.runs("sources") else ([], [])
-    imap_threads = [
-        threading.Thread(target=source.run, name=f"imap-{source.config.name}", daemon=True)
-        for source in imap_sources
-    ]
+    controllers, pollers = _sources(app, daemon) if daemon.runs("sources") else ([], [])
     heartbeat = Heartbeat(app.sessions, app.clock, role, daemon.heartbeat_state)
     listen = metrics_listen or config.metrics_listen
     server = None
@@ -342,17 +344,9 @@ def run_daemon(app: App, role: str = "all", metrics_listen: tuple[str, int] | No
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     daemon.start()
-    for thread in imap_threads:
+    for thread in pollers:
         thread.start()
-    for controller in controllers:
-        controller.start()
-        if isinstance(controller, WebController):
-            protocol = "WEB"
-            log.info("request form on http://%s:%s/", controller.host, controller.port)
-        else:
-            protocol = "LMTP" if isinstance(controller, LmtpController) else "SMTP"
-            log.info("listening for %s on %s:%s", protocol, controller.hostname, controller.port)
-        daemon.sources[protocol.lower()] = {"serving": True, "connected": True}
+    _start_listeners(controllers, daemon)
     beating = threading.Thread(
         target=heartbeat.run, args=(daemon.stopping,), name="heartbeat", daemon=True
     )
@@ -363,8 +357,10 @@ def run_daemon(app: App, role: str = "all", metrics_listen: tuple[str, int] | No
     stop_requested.wait()
     for controller in controllers:
         controller.stop()
+    if daemon.telegram is not None:
+        daemon.telegram.api.close()  # a long poll in flight ends now, not in poll_seconds
     daemon.stop()
-    for thread in imap_threads:
+    for thread in pollers:
         thread.join()
     beating.join()
     heartbeat.forget()
@@ -377,10 +373,24 @@ def run_daemon(app: App, role: str = "all", metrics_listen: tuple[str, int] | No
     return 0
 
 
-def _sources(app: App, daemon: Daemon) -> tuple[list[Any], list[ImapSource]]:
+def _start_listeners(controllers: list[Any], daemon: Daemon) -> None:
+    for controller in controllers:
+        controller.start()
+        if isinstance(controller, WebController):
+            protocol = "WEB"
+            log.info("request form on http://%s:%s/", controller.host, controller.port)
+        else:
+            protocol = "LMTP" if isinstance(controller, LmtpController) else "SMTP"
+            log.info("listening for %s on %s:%s", protocol, controller.hostname, controller.port)
+        daemon.sources[protocol.lower()] = {"serving": True, "connected": True}
+
+
+def _sources(app: App, daemon: Daemon) -> tuple[list[Any], list[threading.Thread]]:
+    """The listeners (started by `_start_listeners`) and the threads of the polling sources
+    (IMAP mailboxes, the Telegram bot)."""
     config = app.config
     served = frozenset(a for a in (config.mailbox.address, config.mailbox.comment_address) if a)
-    controllers = []
+    controllers: list[Any] = []
     for listener in (config.smtp, config.lmtp):
         if listener is None:
             continue
@@ -397,7 +407,7 @@ def _sources(app: App, daemon: Daemon) -> tuple[list[Any], list[ImapSource]]:
         )  # fmt: skip
         controllers.append(WebController(intake, config.web.host, config.web.port))
     shared = app.shared_spool is not None
-    imap_sources = []
+    pollers = []
     for mailbox in config.imap:
         name = f"imap:{mailbox.name}"
         positions = (
@@ -412,5 +422,15 @@ def _sources(app: App, daemon: Daemon) -> tuple[list[Any], list[ImapSource]]:
             on_reconnect=daemon.metrics.imap_reconnects.labels(mailbox=mailbox.name).inc,
         )  # fmt: skip
         daemon.watch_imap(name, imap)
-        imap_sources.append(imap)
-    return controllers, imap_sources
+        pollers.append(threading.Thread(target=imap.run, name=f"imap-{mailbox.name}", daemon=True))
+    if config.telegram is not None:
+        daemon.telegram = TelegramSource(
+            config.telegram, BotApi(config.telegram.api_url, config.telegram.token()),
+            app.inbox, app.engine, clock=app.clock, on_spooled=daemon.spooled_from("telegram"),
+            stopping=daemon.stopping, support_address=config.mailbox.address,
+            language=config.tickets.language,
+            max_file_bytes=config.artifacts.max_attachment_bytes,
+            leader=LeaderLock(app.engine, "telegram") if shared else None,
+        )  # fmt: skip
+        pollers.append(threading.Thread(target=daemon.telegram.run, name="telegram", daemon=True))
+    return controllers, pollers

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from maild.clock import Clock
 from maild.errors import ConfigError, PermanentError, TransientError
+from maild.sources.telegram import chat_of_address
 from storage.fsutil import fsync_dir, write_durably
 from storage.models import OutboxMessage
 
@@ -145,6 +146,35 @@ class SmtpTransport:
 
     def flush(self) -> None:
         """Nothing to do: the relay's 250 is its promise to keep the message."""
+
+
+class RoutedTransport:
+    """Mail to mail recipients, and to Telegram chats (`tg<chat>@telegram.invalid`: the
+    requester of a ticket opened in Telegram) through the bot. A row naming both kinds is
+    sent to each; should the second fail, a retry sends the first again (a Maildir skips
+    it, SMTP and Telegram are at-least-once)."""
+
+    def __init__(self, mail: Transport, chats: Transport | None) -> None:
+        self.mail = mail
+        self.chats = chats
+
+    def send(self, key: str, envelope_from: str, recipients: list[str], raw: bytes) -> None:
+        chats = [r for r in recipients if chat_of_address(r) is not None]
+        others = [r for r in recipients if chat_of_address(r) is None]
+        if others:
+            self.mail.send(key, envelope_from, others, raw)
+        if not chats:
+            return
+        if self.chats is None:
+            raise PermanentError(
+                "addressed to a Telegram chat, and no bot is configured ([inbound.telegram])"
+            )
+        self.chats.send(key, envelope_from, chats, raw)
+
+    def flush(self) -> None:
+        self.mail.flush()
+        if self.chats is not None:
+            self.chats.flush()
 
 
 def _classify_refusal(refused: dict[str, tuple[int, bytes]]) -> TransientError | PermanentError:

@@ -339,6 +339,26 @@ class ImapPosition(Base):
     updated_at: Mapped[datetime] = mapped_column()
 
 
+class TelegramPosition(Base):
+    """Where a bot's intake got to: the next update to ask getUpdates for. Updates before it
+    are in the spool, and asking from it confirms them to Telegram."""
+
+    __tablename__ = "telegram_positions"
+    bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    next_update_id: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class TelegramChat(Base):
+    """A chat's last message spooled, which the chat's next one answers (In-Reply-To): a
+    chat is one conversation, even while its earlier message still waits in the spool."""
+
+    __tablename__ = "telegram_chats"
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    last_message_id: Mapped[str] = mapped_column(String(998))
+    updated_at: Mapped[datetime] = mapped_column()
+
+
 class MaildProcess(Base):
     """What a running maild process last said about itself (`maild status`)."""
 

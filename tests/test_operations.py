@@ -139,19 +139,17 @@ def test_run_refuses_an_older_schema_and_init_migrates_it(tmp_path, sqlite_url):
     assert maild(config, "init").returncode == 0
     engine = make_engine(sqlite_url)
     with engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = '0009'"))
-        connection.execute(text("DROP TABLE maild_processes"))
-        connection.execute(text("DROP TABLE imap_positions"))
-        connection.execute(text("DROP INDEX ix_spool_messages_message_id"))
-        connection.execute(text("DROP TABLE spool_messages"))
+        connection.execute(text("UPDATE alembic_version SET version_num = '0010'"))
+        connection.execute(text("DROP TABLE telegram_chats"))
+        connection.execute(text("DROP TABLE telegram_positions"))
     engine.dispose()
     refused = maild(config, "run", timeout=60)
     assert refused.returncode == 2
-    assert "schema is at revision 0009, this maild needs 0010" in refused.stderr
+    assert "schema is at revision 0010, this maild needs 0011" in refused.stderr
     assert "run `maild init`" in refused.stderr
     assert maild(config, "init").returncode == 0
     status = json.loads(maild(config, "status", "--json").stdout)
-    assert status["schema_revision"] == status["schema_head"] == "0010"
+    assert status["schema_revision"] == status["schema_head"] == "0011"
 
 
 def test_sigterm_drains_within_a_bound(daemon):

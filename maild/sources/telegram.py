@@ -7,23 +7,37 @@ the body, downloaded files as attachments. The Message-ID is derived from the ch
 message id, so an update fetched twice (a crash before `getUpdates` was acknowledged) is a
 `duplicate`, not a second request; and the chat's address makes every message of one user
 join that user's open ticket as mail from one sender does. The spool source `telegram`
-gives the ticket its channel. Replies back to the chat go by the Bot API (still to come).
+gives the ticket its channel.
+
+The way back is pure too: `chat_reply` reads what maild would mail to the chat's address
+(an acknowledgement, an engineer's answer) into the texts and files the bot sends, and
+`api_failure` says whether a Bot API error is worth another attempt. The I/O is in
+`maild.sources.telegram_bot`.
 """
 
 from __future__ import annotations
 
+import email.policy
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.policy import SMTP
 from email.utils import format_datetime
 from typing import Any
 
+from maild.errors import PermanentError, TransientError
+
 TELEGRAM_DOMAIN = "telegram.invalid"
 SUBJECT_CHARACTERS = 120
+MESSAGE_CHARACTERS = 4096
+"""The Bot API's limit on one message's text; a longer mail is sent in parts."""
 _CHAT_LOCAL = re.compile(r"tg(-?[0-9]{1,20})")
+_COMMAND = re.compile(r"/([A-Za-z0-9_]{1,32})(?:@[A-Za-z0-9_]{1,64})?(?:\s.*)?", re.DOTALL)
+BOT_COMMANDS = frozenset({"start", "help"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +60,23 @@ class TelegramMessage:
     sent_at: datetime
     text: str
     files: tuple[TelegramFile, ...]
+    language: str = ""
+    """The user's interface language as Telegram reports it (`ru`, `en`, ...), or ""."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatFile:
+    filename: str
+    mime_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChatReply:
+    """What the bot sends to a chat for one outgoing mail: texts in order, then files."""
+
+    texts: tuple[str, ...]
+    files: tuple[ChatFile, ...]
 
 
 def chat_address(chat_id: int) -> str:
@@ -82,7 +113,7 @@ def read_update(update: dict[str, Any]) -> TelegramMessage | None:
         message_id=int(message.get("message_id", 0)), sender_name=name,
         username=str(sender.get("username") or ""),
         sent_at=datetime.fromtimestamp(int(message.get("date", 0)), UTC), text=text,
-        files=present,
+        files=present, language=str(sender.get("language_code") or ""),
     )  # fmt: skip
 
 
@@ -104,26 +135,35 @@ def message_to_mail(
     support_address: str,
     mail_domain: str,
     previous: str | None = None,
+    refused: dict[str, str] | None = None,
 ) -> bytes:
     """The message as mail from the chat's address; `downloads` holds the bytes of the
-    files fetched (by file_id); a file that could not be fetched is named in the text.
+    files fetched (by file_id); a file that could not be fetched is named in the text, with
+    the reason from `refused` (by file_id) when there is one.
     `previous`: the Message-ID of the chat's last message to us, as In-Reply-To, so that a
     chat is one conversation (threaded as a reply is; a closed ticket reopens or links)."""
     mail = EmailMessage(policy=SMTP)
     display = message.sender_name or (f"@{message.username}" if message.username else "")
     mail["From"] = Address(display_name=display, addr_spec=chat_address(message.chat_id))
     mail["To"] = support_address
-    first_line = (message.text.strip().splitlines() or ["Telegram"])[0]
+    files_named = ", ".join(f.file_name for f in message.files)
+    first_line = (message.text.strip().splitlines() or [f"Telegram: {files_named}"])[0]
     mail["Subject"] = first_line[:SUBJECT_CHARACTERS]
     mail["Date"] = format_datetime(message.sent_at)
     mail["Message-ID"] = f"<tg.{message.chat_id}.{message.message_id}@{mail_domain}>"
     if previous:
         mail["In-Reply-To"] = previous
         mail["References"] = previous
-    missing = [f.file_name for f in message.files if f.file_id not in downloads]
+    reasons = refused or {}
+    missing = [
+        f"[not received: {f.file_name}"
+        + (f": {reasons[f.file_id]}]" if f.file_id in reasons else "]")
+        for f in message.files
+        if f.file_id not in downloads
+    ]
     body = message.text.strip()
     if missing:
-        body += "\n\n" + "\n".join(f"[not received: {name}]" for name in missing)
+        body = (body + "\n\n" + "\n".join(missing)).strip()
     mail.set_content(body + "\n", charset="utf-8")
     for item in message.files:
         data = downloads.get(item.file_id)
@@ -133,4 +173,73 @@ def message_to_mail(
         if not maintype or not subtype:
             maintype, subtype = "application", "octet-stream"
         mail.add_attachment(data, maintype=maintype, subtype=subtype, filename=item.file_name)
+    if mail.is_multipart():
+        # The same update fetched again must give the same bytes (a `duplicate` is the same
+        # Message-ID and the same content): a boundary from the content, not a random one.
+        digest = hashlib.sha256(body.encode())
+        for item in message.files:
+            digest.update(item.file_id.encode() + b"\0" + downloads.get(item.file_id, b""))
+        mail.set_boundary(f"=_tg_{digest.hexdigest()[:32]}")
     return mail.as_bytes()
+
+
+def bot_command(text: str) -> str | None:
+    """`start` or `help` for the bot's own commands (`/start`, `/help@SisSupportBot`): the
+    bot answers them itself, they open no ticket. Any other text is a request."""
+    match = _COMMAND.fullmatch(text.strip())
+    command = match.group(1).lower() if match else None
+    return command if command in BOT_COMMANDS else None
+
+
+def chat_reply(raw: bytes) -> ChatReply:
+    """What maild mails to a chat's address, as the bot sends it: the subject (it carries the
+    ticket's token) over the plain text, cut into messages the Bot API accepts at line
+    ends; attachments as files. Plain text, no parse mode: nothing in it is markup."""
+    mail = BytesParser(EmailMessage, policy=email.policy.default).parsebytes(raw)
+    subject = " ".join(str(mail.get("Subject", "")).split())
+    body = mail.get_body(preferencelist=("plain",))
+    text = body.get_content() if body is not None else ""
+    text = text.replace("\r\n", "\n").strip()
+    files = []
+    for part in mail.iter_attachments():
+        data = part.get_payload(decode=True)
+        if isinstance(data, bytes) and data:
+            name = part.get_filename() or "file.bin"
+            files.append(ChatFile(name, part.get_content_type(), data))
+    whole = f"{subject}\n\n{text}" if subject else text
+    return ChatReply(split_text(whole, MESSAGE_CHARACTERS), tuple(files))
+
+
+def split_text(text: str, limit: int) -> tuple[str, ...]:
+    """`text` in parts of at most `limit` characters, cut at the last line end (else the
+    last space) before the limit, so that no part ends inside a word if it can help it."""
+    parts: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        cut = rest.rfind("\n", 0, limit + 1)
+        if cut <= 0:
+            cut = rest.rfind(" ", 0, limit + 1)
+        if cut <= 0:
+            cut = limit
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip("\n ")
+    if rest.strip() or not parts:
+        parts.append(rest)
+    return tuple(parts)
+
+
+def api_failure(status: int, payload: Any) -> TransientError | PermanentError:
+    """A Bot API error as maild's error tree: worth another attempt (the server busy or
+    limiting us, the token being fixed, the network) or not (the user blocked the bot, the
+    chat is gone, Telegram refuses this message). Never holds the token: the description is
+    Telegram's, the URL is not quoted."""
+    document = payload if isinstance(payload, dict) else {}
+    code = int(document.get("error_code") or status)
+    description = str(document.get("description") or f"HTTP {status}")[:200]
+    message = f"telegram: {code} {description}"
+    parameters = document.get("parameters") or {}
+    if isinstance(parameters, dict) and parameters.get("retry_after"):
+        message += f" (retry after {int(parameters['retry_after'])} s)"
+    if code in (400, 403) or (code == 404 and "chat" in description.lower()):
+        return PermanentError(message)
+    return TransientError(message)  # 401/404: a wrong token the admin will fix; 409, 429, 5xx

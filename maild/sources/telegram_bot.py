@@ -1,0 +1,408 @@
+"""The product's Telegram bot: private chats in (long polling), answers out (the outbox).
+
+In: `TelegramSource` asks `getUpdates` (a long poll of `[inbound.telegram] poll_seconds`)
+from the position kept in the database, fetches each message's files (`getFile`, then the
+file itself, within the artifact limits), writes the message as mail into the spool, and
+only then records the next position (storage.telegram): asking from past an update is what
+confirms it to Telegram, so an update is never lost, and one fetched again after a crash is
+the same bytes with the same Message-ID, a `duplicate`. `/start` and `/help` are answered by
+the bot itself and open nothing. On a shared database one process serves the bot at a time
+(an advisory lock, as an IMAP mailbox): Telegram answers a second poller with 409.
+
+Out: `TelegramTransport` is the outbox's transport for rows addressed to a chat
+(`tg<chat>@telegram.invalid`, see `maild.outbound.RoutedTransport`): the acknowledgement
+and the engineers' answers go to the chat as `sendMessage` texts and `sendDocument` files.
+Like SMTP, at-least-once across a crash between the send and its record.
+
+aiohttp's client (already maild's HTTP library, for the request form) on an event loop of
+the bot's own thread; callers are threads and block on the result, and `close` cancels a
+long poll in flight, so that a SIGTERM is not held up by it. The token is in every URL of
+the Bot API: no URL, and no client exception text (which may quote one), is ever logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from maild.clock import Clock
+from maild.compose import template_environment
+from maild.config import TelegramInboundConfig
+from maild.errors import MaildError, PermanentError, TransientError
+from maild.sources.telegram import (
+    TelegramMessage,
+    api_failure,
+    bot_command,
+    chat_of_address,
+    chat_reply,
+    message_to_mail,
+    read_update,
+)
+from storage.locks import LeaderLock
+from storage.spool import SpoolMeta, SpoolWriter
+from storage.telegram import load_last_message, load_next_update, record_update
+
+log = logging.getLogger(__name__)
+CALL_SECONDS = 30.0
+DOWNLOAD_SECONDS = 120.0
+RETRY_SECONDS = 5.0
+RETRY_MAX_SECONDS = 60.0
+LEADER_RETRY_SECONDS = 2.0
+DOWNLOAD_ATTEMPTS = 3
+"""A file whose download failed this many times (each time the update was fetched again)
+is named in the text as not received, so that one file never holds a chat back."""
+BOT_API_FILE_BYTES = 20 * 1024 * 1024
+"""The Bot API lets a bot download files of up to 20 MB (getFile)."""
+
+
+class BotStopped(MaildError):
+    """The bot was closed while a call was in flight (maild is stopping)."""
+
+
+class FileTooLarge(PermanentError):
+    """A file over the limit; it is named in the text, not fetched."""
+
+
+class BotApi:
+    """Bot API calls for threads, over aiohttp on the bot's own event loop."""
+
+    def __init__(self, api_url: str, token: str) -> None:
+        self._base = f"{api_url.rstrip('/')}/bot{token}"
+        self._files = f"{api_url.rstrip('/')}/file/bot{token}"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._pending: set[concurrent.futures.Future[Any]] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        files: dict[str, tuple[str, str, bytes]] | None = None,
+        timeout: float = CALL_SECONDS,
+    ) -> Any:
+        """The method's `result`; TransientError or PermanentError as `api_failure` says;
+        BotStopped on close. `files`: field -> (filename, content type, bytes), sent as
+        multipart with `params` as its other fields."""
+        return self._run(self._call(method, params or {}, files, timeout), timeout + 5)
+
+    def download(self, file_path: str, limit: int) -> bytes:
+        """A file `getFile` prepared; FileTooLarge past `limit` bytes (read no further)."""
+        url = f"{self._files}/{quote(file_path)}"
+        return self._run(self._download(url, limit), DOWNLOAD_SECONDS + 5)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Cancel the calls in flight (their callers get BotStopped) and stop the loop."""
+        with self._lock:
+            self._closed = True
+            pending, self._pending = list(self._pending), set()
+            loop, thread, session = self._loop, self._thread, self._session
+        for future in pending:
+            future.cancel()
+        if loop is None or thread is None:
+            return
+        if session is not None:
+            asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+    # --- the event loop side ---
+
+    def _run(self, coroutine: Any, timeout: float) -> Any:
+        with self._lock:
+            if self._closed:
+                coroutine.close()
+                raise BotStopped("the Telegram bot is stopping")
+            loop = self._ensure_loop()
+            future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+            self._pending.add(future)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.CancelledError:
+            raise BotStopped("the Telegram bot is stopping") from None
+        except TimeoutError:
+            future.cancel()
+            raise TransientError("telegram: no answer in time") from None
+        finally:
+            with self._lock:
+                self._pending.discard(future)
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(
+                target=loop.run_forever, name="telegram-api", daemon=True
+            )
+            self._thread.start()
+            self._loop = loop
+        return self._loop
+
+    async def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)
+            )
+        return self._session
+
+    async def _call(
+        self,
+        method: str,
+        params: dict[str, Any],
+        files: dict[str, tuple[str, str, bytes]] | None,
+        seconds: float,
+    ) -> Any:
+        session = await self._client()
+        body: aiohttp.FormData | None = None
+        if files:
+            body = aiohttp.FormData()
+            for name, value in params.items():
+                body.add_field(name, value if isinstance(value, str) else json.dumps(value))
+            for field, (filename, content_type, data) in files.items():
+                body.add_field(field, data, filename=filename, content_type=content_type)
+        try:
+            async with session.post(
+                f"{self._base}/{method}",
+                json=None if body is not None else params,
+                data=body,
+                timeout=aiohttp.ClientTimeout(total=seconds),
+            ) as response:
+                status = response.status
+                text = await response.text()
+        except (aiohttp.ClientError, TimeoutError) as error:
+            # The exception's text may quote the URL, and so the token: only its type.
+            raise TransientError(f"telegram: {method}: {type(error).__name__}") from None
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict) and payload.get("ok") is True:
+            return payload.get("result")
+        raise api_failure(status, payload)
+
+    async def _download(self, url: str, limit: int) -> bytes:
+        session = await self._client()
+        try:
+            async with session.get(
+                url, timeout=aiohttp.ClientTimeout(total=DOWNLOAD_SECONDS)
+            ) as response:
+                if response.status != 200:
+                    raise api_failure(response.status, None)
+                if (response.content_length or 0) > limit:
+                    raise FileTooLarge(f"larger than {limit} bytes")
+                data = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    data += chunk
+                    if len(data) > limit:
+                        raise FileTooLarge(f"larger than {limit} bytes")
+                return bytes(data)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise TransientError(f"telegram: download: {type(error).__name__}") from None
+
+
+class TelegramSource:
+    """Long polling into the spool; see the module's docstring for the order of writes."""
+
+    def __init__(
+        self,
+        config: TelegramInboundConfig,
+        api: BotApi,
+        spool: SpoolWriter,
+        engine: Engine,
+        *,
+        clock: Clock,
+        on_spooled: Callable[[], None],
+        stopping: threading.Event,
+        support_address: str,
+        language: str,
+        max_file_bytes: int,
+        leader: LeaderLock | None = None,
+    ) -> None:
+        self.config = config
+        self.api = api
+        self.spool = spool
+        self.engine = engine
+        self.clock = clock
+        self.on_spooled = on_spooled
+        self.stopping = stopping
+        self.support_address = support_address
+        self.mail_domain = support_address.rpartition("@")[2]
+        self.language = language
+        self.max_file_bytes = min(max_file_bytes, BOT_API_FILE_BYTES)
+        self.leader = leader
+        self.bot_id: int | None = None
+        self.connected = threading.Event()
+        self._download_failures: dict[str, int] = {}
+
+    @property
+    def serving(self) -> bool:
+        return self.leader is None or self.leader.held
+
+    def run(self) -> None:
+        backoff = RETRY_SECONDS
+        while not self.stopping.is_set():
+            if self.leader is not None and not self.leader.acquire():
+                self.stopping.wait(LEADER_RETRY_SECONDS)
+                continue
+            try:
+                self.poll_once()
+            except BotStopped:
+                break
+            except (TransientError, PermanentError) as error:
+                self.connected.clear()
+                log.warning("telegram: %s; asking again in %.0f s", error, backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, RETRY_MAX_SECONDS)
+                continue
+            except (SQLAlchemyError, OSError) as error:
+                # The spool or the database refused: nothing was confirmed to Telegram, the
+                # same updates come again.
+                self.connected.clear()
+                log.error("telegram: could not store an update (%s); again in %.0f s",  # noqa: TRY400
+                          type(error).__name__, backoff)  # fmt: skip
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, RETRY_MAX_SECONDS)
+                continue
+            backoff = RETRY_SECONDS
+        if self.leader is not None:
+            self.leader.release()
+
+    def poll_once(self) -> int:
+        """One getUpdates long poll and everything it brought; the number of updates."""
+        if self.bot_id is None:
+            me = self.api.call("getMe")
+            self.bot_id = int(me["id"])
+            log.info("telegram: serving as @%s", me.get("username", self.bot_id))
+        offset = load_next_update(self.engine, self.bot_id)
+        updates = self.api.call(
+            "getUpdates",
+            {"offset": offset, "timeout": self.config.poll_seconds, "allowed_updates": ["message"]},
+            timeout=self.config.poll_seconds + CALL_SECONDS,
+        )
+        self.connected.set()
+        for update in updates if isinstance(updates, list) else []:
+            if self.stopping.is_set():
+                break  # the rest is fetched again by whoever polls next
+            if isinstance(update, dict) and isinstance(update.get("update_id"), int):
+                self.take(self.bot_id, update)
+        return len(updates) if isinstance(updates, list) else 0
+
+    def take(self, bot_id: int, update: dict[str, Any]) -> None:
+        """One update into the spool (or answered, or skipped), then its position."""
+        message = read_update(update)
+        chat: tuple[int, str] | None = None
+        if message is not None:
+            command = None if message.files else bot_command(message.text)
+            if command is not None:
+                self.answer_command(message, command)
+            else:
+                chat = (message.chat_id, self.spool_message(message))
+        record_update(self.engine, bot_id, update["update_id"] + 1, self.clock.now(), chat)
+
+    def spool_message(self, message: TelegramMessage) -> str:
+        """The message as mail, durably in the spool; its Message-ID."""
+        downloads, refused = self.fetch_files(message)
+        previous = load_last_message(self.engine, message.chat_id)
+        raw = message_to_mail(
+            message, downloads, support_address=self.support_address,
+            mail_domain=self.mail_domain, previous=previous, refused=refused,
+        )  # fmt: skip
+        message_id = f"<tg.{message.chat_id}.{message.message_id}@{self.mail_domain}>"
+        meta = SpoolMeta(
+            source="telegram", received_at=self.clock.now().isoformat(),
+            peer=f"telegram:{message.chat_id}",
+        )  # fmt: skip
+        spool_id = self.spool.put(raw, meta)
+        log.info("telegram: message %s of chat %s spooled as %s",
+                 message.message_id, message.chat_id, spool_id)  # fmt: skip
+        self.on_spooled()
+        return message_id
+
+    def fetch_files(self, message: TelegramMessage) -> tuple[dict[str, bytes], dict[str, str]]:
+        """(bytes by file_id, the reason by file_id for those not fetched). A transient
+        failure raises, so that the update is fetched again, DOWNLOAD_ATTEMPTS times."""
+        downloads: dict[str, bytes] = {}
+        refused: dict[str, str] = {}
+        for item in message.files:
+            if item.size > self.max_file_bytes:
+                refused[item.file_id] = f"larger than {self.max_file_bytes // (1024 * 1024)} MB"
+                continue
+            try:
+                found = self.api.call("getFile", {"file_id": item.file_id})
+                downloads[item.file_id] = self.api.download(
+                    str(found["file_path"]), self.max_file_bytes
+                )
+            except FileTooLarge:
+                refused[item.file_id] = f"larger than {self.max_file_bytes // (1024 * 1024)} MB"
+            except PermanentError as error:
+                refused[item.file_id] = str(error)
+            except TransientError:
+                failures = self._download_failures.get(item.file_id, 0) + 1
+                self._download_failures[item.file_id] = failures
+                if failures < DOWNLOAD_ATTEMPTS:
+                    raise
+                refused[item.file_id] = "Telegram did not give the file"
+            except (KeyError, TypeError):
+                refused[item.file_id] = "Telegram gave no file path"
+        for file_id in downloads | refused:
+            self._download_failures.pop(file_id, None)
+        return downloads, refused
+
+    def answer_command(self, message: TelegramMessage, command: str) -> None:
+        """/start and /help: what this chat is for. Sent at once, not through the outbox:
+        it is no ticket's mail, and a greeting lost to an outage is no loss."""
+        if message.language:
+            language = "ru" if message.language.startswith("ru") else "en"
+        else:
+            language = self.language
+        text = template_environment().get_template(f"telegram_welcome.{language}.txt.j2")
+        try:
+            self.api.call("sendMessage", {
+                "chat_id": message.chat_id,
+                "text": text.render(command=command, support_address=self.support_address),
+            })  # fmt: skip
+        except (TransientError, PermanentError) as error:
+            log.warning("telegram: /%s answer to chat %s not sent: %s",
+                        command, message.chat_id, error)  # fmt: skip
+
+
+class TelegramTransport:
+    """The outbox's way to a chat: each text of `chat_reply` as a message, then the files."""
+
+    def __init__(self, api: BotApi) -> None:
+        self.api = api
+
+    def send(self, key: str, envelope_from: str, recipients: list[str], raw: bytes) -> None:
+        del key, envelope_from
+        reply = chat_reply(raw)
+        for address in recipients:
+            chat_id = chat_of_address(address)
+            if chat_id is None:
+                raise PermanentError(f"{address} is not a Telegram chat")
+            try:
+                for text in reply.texts:
+                    self.api.call("sendMessage", {"chat_id": chat_id, "text": text})
+                for item in reply.files:
+                    self.api.call(
+                        "sendDocument", {"chat_id": str(chat_id)},
+                        files={"document": (item.filename, item.mime_type, item.data)},
+                        timeout=DOWNLOAD_SECONDS,
+                    )  # fmt: skip
+            except BotStopped as stopped:
+                raise TransientError(str(stopped)) from None
+
+    def flush(self) -> None:
+        """Nothing to do: Telegram's answer is its promise to deliver."""
