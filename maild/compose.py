@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from maild.config import Config
-from maild.sources.telegram import chat_of_address
 from parsers.message import header_text
+from parsers.reachability import chat_of_address
 from parsers.types import AttachmentInfo
 
 _WIRE = compat32.clone(linesep="\r\n", max_line_length=78)

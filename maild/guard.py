@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from parsers.classify import MessageFacts
+from parsers.reachability import chat_of_address
 
 
 class GuardAction(enum.StrEnum):
@@ -120,6 +121,19 @@ def decide_guard(facts: MessageFacts, own_markers: frozenset[str]) -> GuardDecis
         if why is not None:
             return GuardDecision(GuardAction.IGNORE, reason, f"ignored: {why}")
     return GuardDecision(GuardAction.ACCEPT, "from_person", "accepted: no sign of a machine")
+
+
+def forged_chat_sender(sender: str, source: str) -> str | None:
+    """Why this mail must not be taken as a Telegram user's, or None. A chat's address is
+    written by maild's bot alone: mail or a form naming it as From would join that user's
+    tickets as the user (their token is in every answer) and have our answers sent to
+    their chat."""
+    if chat_of_address(sender) is None or source == "telegram":
+        return None
+    return (
+        f"quarantined: From {sender} is a Telegram chat's address, which only maild's bot "
+        f"writes; this came by {source}"
+    )
 
 
 @dataclass(frozen=True, slots=True)

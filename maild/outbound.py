@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from maild.clock import Clock
 from maild.errors import ConfigError, PermanentError, TransientError
-from maild.sources.telegram import chat_of_address
+from parsers.reachability import chat_of_address
 from storage.fsutil import fsync_dir, write_durably
 from storage.models import OutboxMessage
 

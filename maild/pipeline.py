@@ -31,6 +31,7 @@ from maild.guard import (
     GuardDecision,
     decide_acknowledgement,
     decide_guard,
+    forged_chat_sender,
 )
 from maild.metrics import Metrics
 from maild.notices import ENGINEER_NOTICES, NoticeContext, notify_ticket, ticket_engineers
@@ -225,6 +226,14 @@ def stage_guard(pipeline: Pipeline, work: Work) -> IngestResult | None:
             GuardAction.IGNORE, "from_own_address",
             f"ignored: sent from our own address {work.facts.sender_email}",
         )  # fmt: skip
+    sender = parsed.sender.email if parsed.sender is not None else ""
+    forged = forged_chat_sender(sender, work.incoming.source)
+    if forged is not None:
+        repo.add_event(
+            work.session, "quarantined", "chat_address_forged", inbound_id=inbound_id(work),
+            detail={"explanation": forged},
+        )  # fmt: skip
+        return finish(work, IngestAction.QUARANTINED, "chat_address_forged", forged)
     if parsed.sender is not None:
         return None
     # Without a From there is no one to answer and no ticket to join: a machine's message

@@ -4,15 +4,23 @@ as the public documentation shows it (core.telegram.org/bots/api#update, #messag
 
 from __future__ import annotations
 
+from email.message import EmailMessage
+
+import pytest
 from sqlalchemy import select
 
+from maild.errors import PermanentError, TransientError
 from maild.sources.telegram import (
-    chat_address,
-    chat_of_address,
+    api_failure,
+    bot_command,
+    chat_reply,
     message_to_mail,
     read_update,
+    split_text,
 )
+from parsers.reachability import chat_address, chat_of_address, why_unanswerable
 from storage.models import Attachment, Ticket
+from tests.mailbuilder import build_mail
 from tests.test_pipeline import ingest
 
 TEXT = {
@@ -109,3 +117,100 @@ def test_a_file_that_could_not_be_fetched_is_named_in_the_text():
     raw = message_to_mail(message, {}, support_address="info@sis.ru", mail_domain="sis.ru")
     assert b"[not received: cubisio.log]" in raw
     assert b"Content-Disposition: attachment" not in raw
+
+
+def test_the_same_update_gives_the_same_bytes():
+    """Fetched again after a crash, an update with a file must be the same mail byte for
+    byte (a duplicate is the same Message-ID and content): no random MIME boundary."""
+    message = read_update(DOCUMENT)
+    assert message is not None
+    files = {"BQACAgIAAxkBAAIBEWX": b"log line\n" * 10}
+    first = message_to_mail(message, files, support_address="info@sis.ru", mail_domain="sis.ru")
+    again = message_to_mail(message, files, support_address="info@sis.ru", mail_domain="sis.ru")
+    assert first == again
+    assert b'boundary="=_tg_' in first
+
+
+def test_bot_commands_are_the_bots_own():
+    assert bot_command("/start") == "start"
+    assert bot_command("/help@cubisio_support_bot") == "help"
+    assert bot_command("  /START  ") == "start"
+    assert bot_command("/start ref-campaign-5") == "start"
+    assert bot_command("/etc/cubisio/config.xml не читается") is None
+    assert bot_command("/stop") is None
+    assert bot_command("не работает /start") is None
+
+
+def test_chat_addresses_are_answered_by_the_bot_and_other_invalid_ones_by_nobody():
+    assert why_unanswerable("tg5812345678@telegram.invalid") is None
+    assert why_unanswerable("tgx@telegram.invalid") is not None
+    assert why_unanswerable("root@host.invalid") is not None
+
+
+def test_long_text_is_cut_at_line_ends_within_the_limit():
+    lines = [f"строка {n:03d} " + "х" * 40 for n in range(100)]
+    parts = split_text("\n".join(lines), 500)
+    assert all(len(part) <= 500 for part in parts)
+    assert "\n".join(parts).split("\n") == lines  # nothing lost, nothing cut mid-line
+    assert split_text("a" * 1200, 500) == ("a" * 500, "a" * 500, "a" * 200)
+    assert split_text("коротко", 500) == ("коротко",)
+
+
+def test_chat_reply_is_the_subject_over_the_plain_text_with_the_files():
+    mail = EmailMessage()
+    mail["Subject"] = "=?utf-8?b?W1NJUyAjMTJdINCe0YLRh9GR0YIg0L/QviDRgdC60LvQsNC00YM=?="
+    mail.set_content("Пётр, добрый день!\r\n\r\nОбновите Cubisio до 3.2.2.\r\n")
+    mail.add_alternative("<p>Пётр, <b>добрый</b> день!</p>", subtype="html")
+    mail.add_attachment(b"PK\x03\x04", maintype="application", subtype="zip",
+                        filename="fix.zip")  # fmt: skip
+    reply = chat_reply(mail.as_bytes())
+    assert reply.texts == ("[SIS #12] Отчёт по складу\n\nПётр, добрый день!\n\n"
+                           "Обновите Cubisio до 3.2.2.",)  # fmt: skip
+    assert [(f.filename, f.mime_type, f.data) for f in reply.files] == [
+        ("fix.zip", "application/zip", b"PK\x03\x04")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "kind", "text"),
+    [
+        (403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"},
+         PermanentError, "telegram: 403 Forbidden: bot was blocked by the user"),
+        (400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"},
+         PermanentError, "telegram: 400 Bad Request: chat not found"),
+        (429, {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 7",
+               "parameters": {"retry_after": 7}},
+         TransientError, "telegram: 429 Too Many Requests: retry after 7 (retry after 7 s)"),
+        (401, {"ok": False, "error_code": 401, "description": "Unauthorized"},
+         TransientError, "telegram: 401 Unauthorized"),
+        (409, {"ok": False, "error_code": 409,
+               "description": "Conflict: terminated by other getUpdates request; make sure "
+                              "that only one bot instance is running"},
+         TransientError, "telegram: 409 Conflict: terminated by other getUpdates request; make "
+                         "sure that only one bot instance is running"),
+        (502, None, TransientError, "telegram: 502 HTTP 502"),
+    ],
+)  # fmt: skip
+def test_api_errors_are_sorted_into_retry_or_give_up(status, payload, kind, text):
+    failure = api_failure(status, payload)
+    assert type(failure) is kind
+    assert str(failure) == text
+
+
+def test_mail_naming_a_chat_address_is_quarantined_unless_the_bot_wrote_it(make_app):
+    """A forged From: tg<chat>@telegram.invalid by mail would join that user's ticket as the
+    user and send our answers to their chat."""
+    app = make_app()
+    opened = ingest(
+        app, message_to_mail(read_update(TEXT), {}, support_address="info@sis.ru",
+                             mail_domain="sis.ru"),
+        source="telegram",
+    )  # fmt: skip
+    forged = build_mail(
+        sender="tg5812345678@telegram.invalid", subject=f"Re: [SIS #{opened.ticket}] отчёт",
+        body="Закройте обращение, всё работает.", message_id="<forged@evil.example>",
+    )  # fmt: skip
+    result = ingest(app, forged, source="smtp")
+    assert (result.action, result.reason) == ("quarantined", "chat_address_forged")
+    with app.sessions() as session:
+        assert len(session.scalars(select(Ticket)).all()) == 1

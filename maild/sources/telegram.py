@@ -30,12 +30,11 @@ from email.utils import format_datetime
 from typing import Any
 
 from maild.errors import PermanentError, TransientError
+from parsers.reachability import chat_address
 
-TELEGRAM_DOMAIN = "telegram.invalid"
 SUBJECT_CHARACTERS = 120
 MESSAGE_CHARACTERS = 4096
 """The Bot API's limit on one message's text; a longer mail is sent in parts."""
-_CHAT_LOCAL = re.compile(r"tg(-?[0-9]{1,20})")
 _COMMAND = re.compile(r"/([A-Za-z0-9_]{1,32})(?:@[A-Za-z0-9_]{1,64})?(?:\s.*)?", re.DOTALL)
 BOT_COMMANDS = frozenset({"start", "help"})
 
@@ -77,17 +76,6 @@ class ChatReply:
 
     texts: tuple[str, ...]
     files: tuple[ChatFile, ...]
-
-
-def chat_address(chat_id: int) -> str:
-    return f"tg{chat_id}@{TELEGRAM_DOMAIN}"
-
-
-def chat_of_address(address: str) -> int | None:
-    """The chat a reserved address stands for; None for any other address."""
-    local, _, domain = address.lower().partition("@")
-    match = _CHAT_LOCAL.fullmatch(local)
-    return int(match.group(1)) if domain == TELEGRAM_DOMAIN and match else None
 
 
 def read_update(update: dict[str, Any]) -> TelegramMessage | None:

@@ -43,11 +43,11 @@ from maild.sources.telegram import (
     TelegramMessage,
     api_failure,
     bot_command,
-    chat_of_address,
     chat_reply,
     message_to_mail,
     read_update,
 )
+from parsers.reachability import chat_of_address
 from storage.locks import LeaderLock
 from storage.spool import SpoolMeta, SpoolWriter
 from storage.telegram import load_last_message, load_next_update, record_update

@@ -1,0 +1,295 @@
+"""The Telegram bot against a local Bot API stand-in (tests/botapi.py; no machine here
+reaches Telegram): intake by long polling into the spool and the real pipeline, on SQLite
+and PostgreSQL; answers back to the chat through the outbox; and the failures a real bot
+meets (an update fetched twice, a file too large or not given, a user who blocked the bot,
+Telegram's flood limit)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from maild.app import App
+from maild.sources.telegram_bot import BotApi, TelegramSource
+from maild.worker import drain_database_spool, drain_spool
+from storage import telegram as telegram_state
+from storage.models import Attachment, InboundMessage, Message, OutboxMessage, Ticket
+from tests.botapi import TOKEN, BotApiStandIn, document, user_message
+from tests.conftest import free_port
+from tests.daemon import wait_for
+
+CHAT = 5812345678
+LOG = b"2026-03-03 10:15:00 ERROR ReportService: 0x80004005\n" * 40
+
+
+@pytest.fixture
+def standin():
+    server = BotApiStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bot_app(make_app, tmp_path, standin):
+    (tmp_path / "tg.token").write_text(TOKEN + "\n")
+    return make_app(
+        '[inbound.telegram]\nenabled = true\ntoken_file = "tg.token"\n'
+        f'api_url = "{standin.url}"\npoll_seconds = 1\n'
+    )
+
+
+def make_source(app: App, **overrides) -> TelegramSource:
+    settings = app.config.telegram
+    assert settings is not None
+    options = {
+        "clock": app.clock, "on_spooled": lambda: None, "stopping": threading.Event(),
+        "support_address": app.config.mailbox.address, "language": "ru",
+        "max_file_bytes": app.config.artifacts.max_attachment_bytes,
+    } | overrides  # fmt: skip
+    return TelegramSource(
+        settings, BotApi(settings.api_url, settings.token()), app.inbox, app.engine, **options
+    )
+
+
+def work(app: App) -> None:
+    """The spool worker's turn, then the outbox sender's."""
+    if app.shared_spool is not None:
+        drain_database_spool(app.shared_spool, app.pipeline)
+    else:
+        drain_spool(app.spool, app.pipeline)
+    app.deliver_outbox()
+
+
+def poll(source: TelegramSource, app: App) -> int:
+    try:
+        return source.poll_once()
+    finally:
+        work(app)
+
+
+def test_a_chat_becomes_one_ticket_and_its_acknowledgement_comes_back(bot_app, standin):
+    source = make_source(bot_app)
+    try:
+        first = standin.push(
+            user_message(CHAT, 17, "Не открывается отчёт по складу\nCubisio 3.2.1")
+        )
+        assert poll(source, bot_app) == 1
+        [ack] = standin.sent_to(CHAT)
+        assert ack.text.startswith("[SIS #1] Не открывается отчёт по складу")
+        assert "Пишите следующие сообщения по этому обращению прямо в этот чат" in ack.text
+        assert "отвечайте на это письмо" not in ack.text
+
+        standin.put_file("BQACAgIAAxkBAAIBEWX", LOG, "documents/file_7.log")
+        standin.push(user_message(CHAT, 18, caption="Журнал за сегодня",
+                                  document=document("BQACAgIAAxkBAAIBEWX", "cubisio.log",
+                                                    len(LOG))))  # fmt: skip
+        assert poll(source, bot_app) == 1
+        # The second update was confirmed by asking from past the first.
+        assert standin.offsets == [0, first + 1]
+    finally:
+        source.api.close()
+    with bot_app.sessions() as session:
+        [ticket] = session.scalars(select(Ticket)).all()
+        assert ticket.channel == "telegram"
+        senders = set(
+            session.scalars(select(Message.sender_email).where(Message.direction == "in"))
+        )
+        assert senders == {f"tg{CHAT}@telegram.invalid"}
+        [attachment] = session.scalars(select(Attachment)).all()
+        assert (attachment.filename, attachment.kind, attachment.size) == (
+            "cubisio.log",
+            "log",
+            len(LOG),
+        )
+        texts = session.scalars(select(Message.text).order_by(Message.id)).all()
+    assert "Журнал за сегодня" in texts[-1] or "Журнал за сегодня" in texts
+    assert telegram_state.load_next_update(bot_app.engine, 7012345678) == standin.offsets[-1] + 1
+
+
+def test_an_update_fetched_again_after_a_crash_is_a_duplicate(bot_app, standin, monkeypatch):
+    """Killed after the spool write and before the position: Telegram gives the update
+    again, and the same bytes with the same Message-ID are recognised."""
+    standin.put_file("f1", LOG, "documents/file_1.log")
+    update = standin.push(user_message(CHAT, 17, caption="Журнал",
+                                       document=document("f1", "cubisio.log", len(LOG))))  # fmt: skip
+    crashing = make_source(bot_app)
+
+    def crash(*args, **kwargs):
+        raise OSError("killed")
+
+    monkeypatch.setattr("maild.sources.telegram_bot.record_update", crash)
+    with pytest.raises(OSError, match="killed"):
+        crashing.poll_once()
+    crashing.api.close()
+    monkeypatch.undo()
+    restarted = make_source(bot_app)
+    try:
+        assert poll(restarted, bot_app) == 1
+    finally:
+        restarted.api.close()
+    assert standin.offsets == [0, 0]  # not confirmed by the crashed source
+    with bot_app.sessions() as session:
+        assert len(session.scalars(select(Ticket)).all()) == 1
+        states = session.scalars(select(InboundMessage.state).order_by(InboundMessage.id)).all()
+        assert len(session.scalars(select(Attachment)).all()) == 1
+    assert states == ["new_ticket", "duplicate"]
+    # Stored, so confirmed: the next poll asks from past it.
+    assert telegram_state.load_next_update(bot_app.engine, 7012345678) == update + 1
+
+
+def test_commands_groups_and_edits_open_nothing(bot_app, standin):
+    source = make_source(bot_app)
+    try:
+        standin.push(user_message(CHAT, 1, "/start"))
+        group = user_message(-100123, 5, "всем привет")
+        group["chat"] = {"id": -100123, "title": "Cubisio users", "type": "supergroup"}
+        standin.push(group)
+        standin.push(user_message(CHAT, 2, "исправленный текст"), kind="edited_message")
+        assert poll(source, bot_app) == 3
+    finally:
+        source.api.close()
+    [welcome] = standin.sent_to(CHAT)
+    assert "техническая поддержка Cubisio" in welcome.text
+    assert standin.sent_to(-100123) == []
+    with bot_app.sessions() as session:
+        assert session.scalars(select(Ticket)).all() == []
+        assert session.scalars(select(InboundMessage)).all() == []
+    # All three confirmed: the next poll asks from past the last.
+    assert telegram_state.load_next_update(bot_app.engine, 7012345678) == max(standin.pending()) + 1
+
+
+def test_files_too_large_or_not_given_are_named_not_received(bot_app, standin):
+    big = 30 * 1024 * 1024
+    standin.put_file("huge", b"x", "documents/file_2.dmp")
+    standin.push(user_message(CHAT, 17, caption="Дамп и журнал", document=document(
+        "huge", "cubisio.dmp", big, "application/octet-stream")))  # fmt: skip
+    standin.push(user_message(CHAT, 18, caption="ещё журнал",
+                              document=document("gone", "old.log", 100)))  # fmt: skip
+    source = make_source(bot_app)
+    try:
+        assert poll(source, bot_app) == 2
+    finally:
+        source.api.close()
+    assert "getFile" in standin.requests  # asked for the small one only
+    with bot_app.sessions() as session:
+        texts = session.scalars(select(Message.full_text).where(Message.direction == "in")).all()
+        assert session.scalars(select(Attachment)).all() == []
+    joined = "\n".join(texts)
+    assert "[not received: cubisio.dmp: larger than 20 MB]" in joined
+    assert "[not received: old.log: telegram: 400 Bad Request: invalid file_id]" in joined
+
+
+def test_a_download_that_keeps_failing_is_tried_again_then_named(bot_app, standin):
+    standin.put_file("f1", LOG, "documents/file_1.log")
+    standin.push(user_message(CHAT, 17, caption="Журнал",
+                              document=document("f1", "cubisio.log", len(LOG))))  # fmt: skip
+    standin.fail("getFile", 502, "Bad Gateway", times=2)
+    source = make_source(bot_app)
+    try:
+        for _ in range(2):
+            with pytest.raises(Exception, match="502 Bad Gateway"):
+                source.poll_once()
+        assert standin.pending() != []  # not confirmed while the file is missing
+        assert poll(source, bot_app) == 1  # the third time the file comes
+    finally:
+        source.api.close()
+    with bot_app.sessions() as session:
+        [attachment] = session.scalars(select(Attachment)).all()
+    assert attachment.filename == "cubisio.log"
+
+
+def test_answers_to_a_blocked_chat_fail_and_flood_limits_are_retried(bot_app, standin):
+    source = make_source(bot_app)
+    try:
+        standin.fail("sendMessage", 429, "Too Many Requests: retry after 3", retry_after=3)
+        standin.push(user_message(CHAT, 17, "Ошибка при входе"))
+        poll(source, bot_app)
+        with bot_app.sessions() as session:
+            [row] = session.scalars(
+                select(OutboxMessage).where(
+                    OutboxMessage.recipients == f"tg{CHAT}@telegram.invalid"
+                )
+            ).all()
+            assert (row.state, row.attempts) == ("pending", 1)
+            assert (
+                row.last_error == "telegram: 429 Too Many Requests: retry after 3 (retry after 3 s)"
+            )
+        standin.blocked_chats.add(CHAT + 1)
+        standin.push(user_message(CHAT + 1, 3, "Не работает печать"))
+        poll(source, bot_app)
+    finally:
+        source.api.close()
+    with bot_app.sessions() as session:
+        rows = {r.recipients: r for r in session.scalars(select(OutboxMessage)).all()}
+    blocked = rows[f"tg{CHAT + 1}@telegram.invalid"]
+    assert (blocked.state, blocked.last_error) == (
+        "failed",
+        "telegram: 403 Forbidden: bot was blocked by the user",
+    )
+
+
+def test_a_long_answer_goes_in_parts_and_files_follow(bot_app, standin):
+    """An engineer's answer of 10,000 characters with a file: three messages cut at line
+    ends, then the document."""
+    from maild.outbound import RoutedTransport
+
+    raw_words = "\n".join(
+        f"Шаг {n}: перезапустите службу Cubisio и проверьте журнал." for n in range(200)
+    )
+    from email.message import EmailMessage
+
+    mail = EmailMessage()
+    mail["Subject"] = "[SIS #4] Ошибка при входе"
+    mail.set_content(raw_words)
+    mail.add_attachment(b"patch", maintype="application", subtype="octet-stream",
+                        filename="fix-3.2.2.zip")  # fmt: skip
+    transport = bot_app.transport
+    assert isinstance(transport, RoutedTransport)
+    transport.send("1", "info@sis.ru", [f"tg{CHAT}@telegram.invalid"], mail.as_bytes())
+    texts = [s.text for s in standin.sent_to(CHAT)]
+    assert len(texts) == 3
+    assert all(len(t) <= 4096 for t in texts)
+    assert texts[0].startswith("[SIS #4] Ошибка при входе\n\nШаг 0:")
+    assert "".join(t.replace("\n", "") for t in texts).count("Шаг") == 200
+    [sent_file] = standin.sent_to(CHAT, "sendDocument")
+    assert (sent_file.filename, sent_file.data) == ("fix-3.2.2.zip", b"patch")
+
+
+def test_mail_to_a_chat_without_a_bot_fails_with_the_reason(make_app):
+    app = make_app()
+    from maild.errors import PermanentError
+    from maild.outbound import RoutedTransport
+
+    assert isinstance(app.transport, RoutedTransport)
+    with pytest.raises(PermanentError, match=r"no bot is configured \(\[inbound.telegram\]\)"):
+        app.transport.send("1", "info@sis.ru", ["tg5@telegram.invalid"], b"Subject: x\r\n\r\nx")
+
+
+def test_the_token_is_never_logged(bot_app, standin, caplog):
+    """The token is in every Bot API URL: what the bot logs of an error answer or of a
+    connection refused names no URL, at any level."""
+    caplog.set_level(logging.DEBUG)
+    standin.fail("getUpdates", 502, "Bad Gateway")
+    settings = bot_app.config.telegram
+    closed_port = BotApi(f"http://127.0.0.1:{free_port()}", TOKEN)
+    for api, expected in ((None, "502 Bad Gateway"), (closed_port, "ClientConnectorError")):
+        stopping = threading.Event()
+        source = make_source(bot_app, stopping=stopping)
+        if api is not None:
+            source.api.close()
+            source.api = api
+        thread = threading.Thread(target=source.run)
+        thread.start()
+        try:
+            wait_for(lambda expected=expected: expected in caplog.text, what=expected)
+        finally:
+            stopping.set()
+            source.api.close()
+            thread.join()
+    assert "asking again in 5 s" in caplog.text
+    assert settings is not None
+    assert TOKEN.split(":")[1] not in caplog.text
+    assert "/bot7012345678" not in caplog.text
