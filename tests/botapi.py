@@ -67,6 +67,7 @@ class BotApiStandIn:
         self._message_ids = itertools.count(9001)
         self._loop = asyncio.new_event_loop()
         self._arrived: asyncio.Event | None = None
+        self._closing = False
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -94,6 +95,7 @@ class BotApiStandIn:
 
     def stop(self) -> None:
         assert self._runner is not None
+        self._loop.call_soon_threadsafe(self._close_polls)  # answer long polls in wait now
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         assert self._thread is not None
@@ -144,6 +146,10 @@ class BotApiStandIn:
                              f"of {count} in {timeout} s")  # fmt: skip
 
     # --- Telegram's side ---
+
+    def _close_polls(self) -> None:
+        self._closing = True
+        self._wake()
 
     def _wake(self) -> None:
         assert self._arrived is not None
@@ -217,7 +223,7 @@ class BotApiStandIn:
                 self.updates = [u for u in self.updates if u["update_id"] >= offset]
                 ready = self.updates[:limit]
             rest = deadline - self._loop.time()
-            if ready or rest <= 0:
+            if ready or rest <= 0 or self._closing:
                 return self._ok(ready)
             assert self._arrived is not None
             self._arrived.clear()

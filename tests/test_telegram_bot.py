@@ -6,8 +6,11 @@ Telegram's flood limit)."""
 
 from __future__ import annotations
 
+import email
 import logging
+import smtplib
 import threading
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,8 +21,10 @@ from maild.worker import drain_database_spool, drain_spool
 from storage import telegram as telegram_state
 from storage.models import Attachment, InboundMessage, Message, OutboxMessage, Ticket
 from tests.botapi import TOKEN, BotApiStandIn, document, user_message
-from tests.conftest import free_port
-from tests.daemon import wait_for
+from tests.conftest import free_port, write_config
+from tests.daemon import running_daemon, wait_for
+from tests.engineer_mail import thunderbird_reply
+from tests.test_smtp_end_to_end import subject_of, ticket_json
 
 CHAT = 5812345678
 LOG = b"2026-03-03 10:15:00 ERROR ReportService: 0x80004005\n" * 40
@@ -293,3 +298,89 @@ def test_the_token_is_never_logged(bot_app, standin, caplog):
     assert settings is not None
     assert TOKEN.split(":")[1] not in caplog.text
     assert "/bot7012345678" not in caplog.text
+
+
+# --- a whole conversation through `maild run` ---------------------------------------------------
+
+ENGINEER_FROM = "Иван Иванов <ivanov@sis.ru>"
+MX_PASS = {"Authentication-Results": "mx.sis.ru; dkim=pass header.d=sis.ru header.s=mail"}
+SECURITY = '[security]\ntrusted_authserv_ids = ["mx.sis.ru"]\nmx_peers = ["127.0.0.1"]\n'
+
+
+def engineer_notice(outbox: Path, token: str) -> bytes:
+    for path in sorted((outbox / "new").iterdir()):
+        message = email.message_from_bytes(path.read_bytes())
+        if "ivanov@sis.ru" in message["To"] and token in subject_of(message):
+            return path.read_bytes()
+    raise AssertionError(f"no notice of {token} to the engineer")
+
+
+def with_incoming(config: Path, ticket: int, count: int) -> dict | None:
+    """The ticket's JSON once it holds `count` incoming messages."""
+    detail = ticket_json(config, ticket)
+    incoming = [m for m in detail["messages"] if m["direction"] == "in"]
+    return detail if len(incoming) >= count else None
+
+
+def test_a_conversation_in_telegram_with_an_engineer_answering_by_mail(
+    tmp_path, sqlite_url, standin
+):
+    """The user writes to the bot, sends a log, an engineer answers from Thunderbird with a
+    file, the answer arrives in the chat, and the user's reply there joins the ticket."""
+    smtp = free_port()
+    (tmp_path / "tg.token").write_text(TOKEN + "\n")
+    extra = (
+        SECURITY + '[inbound.telegram]\nenabled = true\ntoken_file = "tg.token"\n'
+        f'api_url = "{standin.url}"\npoll_seconds = 50\n'
+    )
+    config = write_config(tmp_path, sqlite_url, extra, smtp_port=smtp)
+    log_path = tmp_path / "maild.log"
+    with running_daemon(config, log_path, smtp):
+        standin.push(user_message(CHAT, 1, "/start"))
+        [welcome] = standin.wait_sent(CHAT, 1)
+        assert "Опишите проблему" in welcome.text
+
+        standin.push(user_message(CHAT, 2, "Не открывается отчёт по складу\nCubisio 3.2.1, "
+                                           "ошибка 0x80004005"))  # fmt: skip
+        ack = standin.wait_sent(CHAT, 2)[1]
+        assert ack.text.startswith("[SIS #1] Не открывается отчёт по складу")
+        assert "прямо в этот чат" in ack.text
+
+        standin.put_file("BQACAgIAAxkBAAIBEWX", LOG, "documents/file_7.log")
+        standin.push(user_message(CHAT, 3, caption="Журнал за сегодня",
+                                  document=document("BQACAgIAAxkBAAIBEWX", "cubisio.log",
+                                                    len(LOG))))  # fmt: skip
+        wait_for(lambda: any(a["filename"] == "cubisio.log" for m in ticket_json(config, 1)[
+            "messages"] for a in m["attachments"]), what="the log in ticket 1")  # fmt: skip
+
+        notice = engineer_notice(tmp_path / "outbox", "[SIS #1]")
+        reply = thunderbird_reply(
+            notice, sender=ENGINEER_FROM,
+            body="Пётр, добрый день!\n\nОбновите, пожалуйста, Cubisio до 3.2.2.",
+            attachments=[("patch-notes.txt", b"Cubisio 3.2.2\n", "text/plain")],
+            extra_headers=MX_PASS,
+        )  # fmt: skip
+        with smtplib.SMTP("127.0.0.1", smtp) as client:
+            client.sendmail("ivanov@sis.ru", ["info@sis.ru"], reply)
+        answer = standin.wait_sent(CHAT, 3)[2]
+        assert answer.text.startswith("[SIS #1] Не открывается отчёт по складу")
+        assert "Обновите, пожалуйста, Cubisio до 3.2.2." in answer.text
+        assert "просто напишите в этот чат" in answer.text
+        assert "пишет:" not in answer.text  # the quote stays out
+        [patch] = standin.wait_sent(CHAT, 1, method="sendDocument")
+        assert (patch.filename, patch.data) == ("patch-notes.txt", b"Cubisio 3.2.2\n")
+
+        standin.push(user_message(CHAT, 4, "Спасибо, обновил — отчёт открывается."))
+        detail = wait_for(lambda: with_incoming(config, 1, 3), what="the reply in ticket 1")
+    assert detail["channel"] == "telegram"
+    incoming = [m for m in detail["messages"] if m["direction"] == "in"]
+    assert [m["sender"] for m in incoming] == [f"tg{CHAT}@telegram.invalid"] * 3
+    assert "Спасибо, обновил" in incoming[-1]["text"]
+    answers = [m for m in detail["messages"] if m["direction"] == "out" and m["kind"] == "answer"]
+    assert len(answers) == 1
+    log = log_path.read_text()
+    assert TOKEN.split(":")[1] not in log
+    assert "telegram: serving as @cubisio_support_bot" in log
+    assert "Traceback" not in log
+    # SIGTERM ended the 50 s long poll in flight at once (running_daemon allows 30 s).
+    assert "maild stopped" in log

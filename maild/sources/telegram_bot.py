@@ -374,6 +374,7 @@ class TelegramSource:
                 "chat_id": message.chat_id,
                 "text": text.render(command=command, support_address=self.support_address),
             })  # fmt: skip
+            log.info("telegram: /%s answered in chat %s", command, message.chat_id)
         except (TransientError, PermanentError) as error:
             log.warning("telegram: /%s answer to chat %s not sent: %s",
                         command, message.chat_id, error)  # fmt: skip
