@@ -202,11 +202,7 @@ def open_app(config: Config, clock: Clock | None = None) -> App:
         shared_spool.ensure()
     bot = None
     if config.telegram is not None:
-        try:
-            bot = BotApi(config.telegram.api_url, config.telegram.token())
-        except ConfigError:
-            engine.dispose()
-            raise
+        bot = BotApi(config.telegram.api_url, config.telegram.token)
     return App(
         config=config,
         engine=engine,

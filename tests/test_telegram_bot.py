@@ -7,16 +7,21 @@ Telegram's flood limit)."""
 from __future__ import annotations
 
 import email
+import json
 import logging
 import smtplib
+import subprocess
+import sys
 import threading
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from maild.app import App
-from maild.sources.telegram_bot import BotApi, TelegramSource
+from maild.sources.telegram import RetryLater
+from maild.sources.telegram_bot import BotApi, TelegramSource, TelegramTransport
 from maild.worker import drain_database_spool, drain_spool
 from storage import telegram as telegram_state
 from storage.models import Attachment, InboundMessage, Message, OutboxMessage, Ticket
@@ -263,6 +268,50 @@ def test_a_long_answer_goes_in_parts_and_files_follow(bot_app, standin):
     assert (sent_file.filename, sent_file.data) == ("fix-3.2.2.zip", b"patch")
 
 
+def test_a_flood_limit_between_parts_is_waited_out_not_sent_twice(bot_app, standin):
+    """Telegram limits a bot to about a message a second per chat: a 429 on the second part
+    of an answer is waited out, so the first part is not sent again by a retry."""
+    naps: list[float] = []
+    transport = TelegramTransport(bot_app.bot, sleep=naps.append)
+    mail = EmailMessage()
+    mail["Subject"] = "[SIS #4] Ошибка при входе"
+    mail.set_content("Обновите Cubisio до 3.2.2.")
+    mail.add_attachment(b"patch", maintype="application", subtype="zip", filename="fix.zip")
+    standin.fail("sendDocument", 429, "Too Many Requests: retry after 2", retry_after=2)
+    transport.send("1", "info@sis.ru", [f"tg{CHAT}@telegram.invalid"], mail.as_bytes())
+    assert naps == [2]
+    assert len(standin.sent_to(CHAT)) == 1
+    assert len(standin.sent_to(CHAT, "sendDocument")) == 1
+    # On the first part nothing was delivered yet: the row's own retry is the better wait.
+    standin.fail("sendMessage", 429, "Too Many Requests: retry after 2", retry_after=2)
+    with pytest.raises(RetryLater):
+        transport.send("2", "info@sis.ru", [f"tg{CHAT}@telegram.invalid"], mail.as_bytes())
+    assert naps == [2]
+
+
+def test_commands_that_never_talk_to_telegram_need_no_token(tmp_path, sqlite_url, standin):
+    """A missing token file stops `maild run` with the key named; `maild tickets list`
+    and the rest work without it."""
+    config = write_config(
+        tmp_path, sqlite_url,
+        f'[inbound.telegram]\nenabled = true\ntoken_file = "missing.token"\n'
+        f'api_url = "{standin.url}"\n',
+    )  # fmt: skip
+    assert maild_cli(config, "init").returncode == 0
+    listed = maild_cli(config, "tickets", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    refused = maild_cli(config, "run")
+    assert refused.returncode == 2
+    assert "inbound.telegram.token_file: cannot read" in refused.stderr
+
+
+def maild_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "maild", "--config", str(config), *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
 def test_mail_to_a_chat_without_a_bot_fails_with_the_reason(make_app):
     app = make_app()
     from maild.errors import PermanentError
@@ -313,6 +362,14 @@ def engineer_notice(outbox: Path, token: str) -> bytes:
         if "ivanov@sis.ru" in message["To"] and token in subject_of(message):
             return path.read_bytes()
     raise AssertionError(f"no notice of {token} to the engineer")
+
+
+def telegram_connected(config: Path) -> bool:
+    status = json.loads(maild_cli(config, "status", "--json").stdout)
+    return any(
+        p["state"].get("sources", {}).get("telegram", {}).get("connected")
+        for p in status["processes"]
+    )
 
 
 def with_incoming(config: Path, ticket: int, count: int) -> dict | None:
@@ -372,6 +429,8 @@ def test_a_conversation_in_telegram_with_an_engineer_answering_by_mail(
 
         standin.push(user_message(CHAT, 4, "Спасибо, обновил — отчёт открывается."))
         detail = wait_for(lambda: with_incoming(config, 1, 3), what="the reply in ticket 1")
+        # `maild status` shows the bot connected (heartbeats every 5 s).
+        wait_for(lambda: telegram_connected(config), timeout=20, what="the bot in maild status")
     assert detail["channel"] == "telegram"
     incoming = [m for m in detail["messages"] if m["direction"] == "in"]
     assert [m["sender"] for m in incoming] == [f"tg{CHAT}@telegram.invalid"] * 3

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from maild.errors import PermanentError, TransientError
 from maild.sources.telegram import (
+    RetryLater,
     api_failure,
     bot_command,
     chat_reply,
@@ -180,7 +181,7 @@ def test_chat_reply_is_the_subject_over_the_plain_text_with_the_files():
          PermanentError, "telegram: 400 Bad Request: chat not found"),
         (429, {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 7",
                "parameters": {"retry_after": 7}},
-         TransientError, "telegram: 429 Too Many Requests: retry after 7 (retry after 7 s)"),
+         RetryLater, "telegram: 429 Too Many Requests: retry after 7 (retry after 7 s)"),
         (401, {"ok": False, "error_code": 401, "description": "Unauthorized"},
          TransientError, "telegram: 401 Unauthorized"),
         (409, {"ok": False, "error_code": 409,

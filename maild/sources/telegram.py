@@ -216,6 +216,14 @@ def split_text(text: str, limit: int) -> tuple[str, ...]:
     return tuple(parts)
 
 
+class RetryLater(TransientError):
+    """Telegram's flood limit (429): try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def api_failure(status: int, payload: Any) -> TransientError | PermanentError:
     """A Bot API error as maild's error tree: worth another attempt (the server busy or
     limiting us, the token being fixed, the network) or not (the user blocked the bot, the
@@ -227,7 +235,8 @@ def api_failure(status: int, payload: Any) -> TransientError | PermanentError:
     message = f"telegram: {code} {description}"
     parameters = document.get("parameters") or {}
     if isinstance(parameters, dict) and parameters.get("retry_after"):
-        message += f" (retry after {int(parameters['retry_after'])} s)"
+        retry_after = int(parameters["retry_after"])
+        return RetryLater(f"{message} (retry after {retry_after} s)", retry_after)
     if code in (400, 403) or (code == 404 and "chat" in description.lower()):
         return PermanentError(message)
     return TransientError(message)  # 401/404: a wrong token the admin will fix; 409, 429, 5xx

@@ -27,6 +27,7 @@ import concurrent.futures
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -38,8 +39,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from maild.clock import Clock
 from maild.compose import template_environment
 from maild.config import TelegramInboundConfig
-from maild.errors import MaildError, PermanentError, TransientError
+from maild.errors import ConfigError, MaildError, PermanentError, TransientError
 from maild.sources.telegram import (
+    RetryLater,
     TelegramMessage,
     api_failure,
     bot_command,
@@ -61,6 +63,8 @@ LEADER_RETRY_SECONDS = 2.0
 DOWNLOAD_ATTEMPTS = 3
 """A file whose download failed this many times (each time the update was fetched again)
 is named in the text as not received, so that one file never holds a chat back."""
+FLOOD_WAIT_SECONDS = 10
+FLOOD_ATTEMPTS = 3
 BOT_API_FILE_BYTES = 20 * 1024 * 1024
 """The Bot API lets a bot download files of up to 20 MB (getFile)."""
 
@@ -74,11 +78,14 @@ class FileTooLarge(PermanentError):
 
 
 class BotApi:
-    """Bot API calls for threads, over aiohttp on the bot's own event loop."""
+    """Bot API calls for threads, over aiohttp on the bot's own event loop.
 
-    def __init__(self, api_url: str, token: str) -> None:
-        self._base = f"{api_url.rstrip('/')}/bot{token}"
-        self._files = f"{api_url.rstrip('/')}/file/bot{token}"
+    `token` is read at the first call (`TelegramInboundConfig.token`): a CLI command that
+    never talks to Telegram does not need the token file."""
+
+    def __init__(self, api_url: str, token: str | Callable[[], str]) -> None:
+        self._api_url = api_url.rstrip("/")
+        self._token = token
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -97,19 +104,27 @@ class BotApi:
         """The method's `result`; TransientError or PermanentError as `api_failure` says;
         BotStopped on close. `files`: field -> (filename, content type, bytes), sent as
         multipart with `params` as its other fields."""
-        return self._run(self._call(method, params or {}, files, timeout), timeout + 5)
+        url = f"{self._api_url}/bot{self._read_token()}/{method}"
+        return self._run(self._call(url, method, params or {}, files, timeout), timeout + 5)
 
     def download(self, file_path: str, limit: int) -> bytes:
         """A file `getFile` prepared; FileTooLarge past `limit` bytes (read no further)."""
-        url = f"{self._files}/{quote(file_path)}"
+        url = f"{self._api_url}/file/bot{self._read_token()}/{quote(file_path)}"
         return self._run(self._download(url, limit), DOWNLOAD_SECONDS + 5)  # type: ignore[no-any-return]
 
+    def _read_token(self) -> str:
+        if callable(self._token):
+            self._token = self._token()  # ConfigError when the file is missing or wrong
+        return self._token
+
     def close(self) -> None:
-        """Cancel the calls in flight (their callers get BotStopped) and stop the loop."""
+        """Cancel the calls in flight (their callers get BotStopped) and stop the loop.
+        Closing twice is harmless."""
         with self._lock:
             self._closed = True
             pending, self._pending = list(self._pending), set()
             loop, thread, session = self._loop, self._thread, self._session
+            self._loop = self._thread = self._session = None
         for future in pending:
             future.cancel()
         if loop is None or thread is None:
@@ -160,6 +175,7 @@ class BotApi:
 
     async def _call(
         self,
+        url: str,
         method: str,
         params: dict[str, Any],
         files: dict[str, tuple[str, str, bytes]] | None,
@@ -175,7 +191,7 @@ class BotApi:
                 body.add_field(field, data, filename=filename, content_type=content_type)
         try:
             async with session.post(
-                f"{self._base}/{method}",
+                url,
                 json=None if body is not None else params,
                 data=body,
                 timeout=aiohttp.ClientTimeout(total=seconds),
@@ -381,10 +397,16 @@ class TelegramSource:
 
 
 class TelegramTransport:
-    """The outbox's way to a chat: each text of `chat_reply` as a message, then the files."""
+    """The outbox's way to a chat: each text of `chat_reply` as a message, then the files.
 
-    def __init__(self, api: BotApi) -> None:
+    A mail of several parts (a long answer, files) is several calls, and Telegram limits a
+    bot to about one message a second per chat: a flood limit met after the first part is
+    waited out here (up to FLOOD_WAIT_SECONDS), since a retry of the row would send the
+    parts already delivered again."""
+
+    def __init__(self, api: BotApi, sleep: Callable[[float], None] = time.sleep) -> None:
         self.api = api
+        self.sleep = sleep
 
     def send(self, key: str, envelope_from: str, recipients: list[str], raw: bytes) -> None:
         del key, envelope_from
@@ -393,17 +415,40 @@ class TelegramTransport:
             chat_id = chat_of_address(address)
             if chat_id is None:
                 raise PermanentError(f"{address} is not a Telegram chat")
+            calls: list[tuple[str, dict[str, Any], dict[str, tuple[str, str, bytes]] | None]]
+            calls = [("sendMessage", {"chat_id": chat_id, "text": text}, None)
+                     for text in reply.texts]  # fmt: skip
+            calls += [
+                ("sendDocument", {"chat_id": str(chat_id)},
+                 {"document": (item.filename, item.mime_type, item.data)})
+                for item in reply.files
+            ]  # fmt: skip
             try:
-                for text in reply.texts:
-                    self.api.call("sendMessage", {"chat_id": chat_id, "text": text})
-                for item in reply.files:
-                    self.api.call(
-                        "sendDocument", {"chat_id": str(chat_id)},
-                        files={"document": (item.filename, item.mime_type, item.data)},
-                        timeout=DOWNLOAD_SECONDS,
-                    )  # fmt: skip
+                for index, (method, params, files) in enumerate(calls):
+                    self._send_part(method, params, files, first=index == 0)
             except BotStopped as stopped:
                 raise TransientError(str(stopped)) from None
+            except ConfigError as error:  # the token file: the admin fixes it, we retry
+                raise TransientError(str(error)) from None
+
+    def _send_part(
+        self,
+        method: str,
+        params: dict[str, Any],
+        files: dict[str, tuple[str, str, bytes]] | None,
+        *,
+        first: bool,
+    ) -> None:
+        for _ in range(FLOOD_ATTEMPTS):
+            try:
+                self.api.call(method, params, files=files, timeout=DOWNLOAD_SECONDS)
+            except RetryLater as limited:
+                if first or limited.retry_after > FLOOD_WAIT_SECONDS:
+                    raise
+                self.sleep(limited.retry_after)
+            else:
+                return
+        raise TransientError(f"telegram: {method}: still flood-limited")
 
     def flush(self) -> None:
         """Nothing to do: Telegram's answer is its promise to deliver."""
