@@ -35,7 +35,7 @@ from maild.outbound import WriteTurn, deliver_pending
 from maild.scheduler import run_due
 from maild.sources.imap import DatabasePosition, ImapSource, UidStateFile
 from maild.sources.smtp import LmtpController, SpoolHandler, make_controller
-from maild.sources.telegram_bot import BotApi, TelegramSource
+from maild.sources.telegram_bot import BotApi, TelegramSource, link_secret
 from maild.sources.web import WebController, WebIntake, csrf_secret
 from maild.worker import OUTAGE, describe_db_error, drain_database_spool, drain_spool
 from storage.db import is_transient_db_error
@@ -425,11 +425,10 @@ def _sources(app: App, daemon: Daemon) -> tuple[list[Any], list[threading.Thread
         pollers.append(threading.Thread(target=imap.run, name=f"imap-{mailbox.name}", daemon=True))
     if config.telegram is not None:
         daemon.telegram = TelegramSource(
-            config.telegram, BotApi(config.telegram.api_url, config.telegram.token()),
-            app.inbox, app.engine, clock=app.clock, on_spooled=daemon.spooled_from("telegram"),
-            stopping=daemon.stopping, support_address=config.mailbox.address,
-            language=config.tickets.language,
-            max_file_bytes=config.artifacts.max_attachment_bytes,
+            config, BotApi(config.telegram.api_url, config.telegram.token()), app.inbox,
+            app.engine, clock=app.clock, on_spooled=daemon.spooled_from("telegram"),
+            on_queued=daemon.committed.set, stopping=daemon.stopping,
+            link_secret=link_secret(app.artifacts.key.secret),
             leader=LeaderLock(app.engine, "telegram") if shared else None,
         )  # fmt: skip
         pollers.append(threading.Thread(target=daemon.telegram.run, name="telegram", daemon=True))

@@ -351,12 +351,20 @@ class TelegramPosition(Base):
 
 class TelegramChat(Base):
     """A chat's last message spooled, which the chat's next one answers (In-Reply-To): a
-    chat is one conversation, even while its earlier message still waits in the spool."""
+    chat is one conversation, even while its earlier message still waits in the spool. And
+    the mail address its user proved with a code (`/email`), whose mail with a ticket's
+    token joins the chat's tickets."""
 
     __tablename__ = "telegram_chats"
     chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    last_message_id: Mapped[str] = mapped_column(String(998))
+    last_message_id: Mapped[str | None] = mapped_column(String(998))
     updated_at: Mapped[datetime] = mapped_column()
+    linked_email: Mapped[str | None] = mapped_column(String(320), index=True)
+    pending_email: Mapped[str | None] = mapped_column(String(320))
+    """The address a code was mailed to and not yet confirmed."""
+    pending_at: Mapped[datetime | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Wrong codes given for the pending address."""
 
 
 class MaildProcess(Base):

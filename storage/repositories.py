@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from maild.clock import current_time
 from parsers.archives import ArchiveListing
+from parsers.reachability import chat_of_address
 from parsers.types import Address, AttachmentInfo
 from storage.models import (
     Artifact,
@@ -44,6 +45,7 @@ from storage.models import (
     Ticket,
     UTCDateTime,
 )
+from storage.telegram import linked_addresses
 from threading_rules.decide import KnownMessage, TicketView
 
 TICKET_COUNTER = "ticket"
@@ -327,6 +329,7 @@ def ticket_views(
         select(Participant.ticket_id, Participant.email).where(Participant.ticket_id.in_(ids))
     ):
         members[ticket_id].add(email)
+    _add_linked_addresses(session, members)
     return {
         ticket.id: TicketView(
             id=ticket.id,
@@ -337,6 +340,22 @@ def ticket_views(
         )
         for ticket in tickets
     }
+
+
+def _add_linked_addresses(session: Session, members: dict[int, set[str]]) -> None:
+    """A Telegram chat taking part in a ticket brings the mail address its user proved with
+    a code (`/email`): that address's mail with the ticket's token joins the ticket."""
+    chats: dict[int, list[int]] = {}
+    for ticket_id, emails in members.items():
+        for email in emails:
+            chat = chat_of_address(email)
+            if chat is not None:
+                chats.setdefault(chat, []).append(ticket_id)
+    if not chats:
+        return
+    for chat, email in linked_addresses(session, chats).items():
+        for ticket_id in chats[chat]:
+            members[ticket_id].add(email)
 
 
 _KNOWN_MESSAGES = (

@@ -9,11 +9,17 @@ so that a standby on another machine continues where the holder of the bot stopp
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Connection, Engine, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, func, insert, select, update
+from sqlalchemy.orm import Session
 
-from storage.models import TelegramChat, TelegramPosition
+from storage.models import OutboxMessage, TelegramChat, TelegramPosition
+
+LINK_PURPOSE = "telegram_link"
+"""The outbox purpose of the mail that carries a chat's code to the address it names."""
 
 
 def load_next_update(engine: Engine, bot_id: int) -> int:
@@ -67,3 +73,83 @@ def _upsert(
     lock), so the two statements never race."""
     if not connection.execute(update(table).where(where).values(values)).rowcount:
         connection.execute(insert(table), {**key, **values})
+
+
+@dataclass(frozen=True, slots=True)
+class ChatLink:
+    """A chat's mail address: proved (`linked_email`), or waiting for its code."""
+
+    linked_email: str | None = None
+    pending_email: str | None = None
+    pending_at: datetime | None = None
+    attempts: int = 0
+
+
+def load_link(engine: Engine, chat_id: int) -> ChatLink:
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(
+                TelegramChat.linked_email, TelegramChat.pending_email, TelegramChat.pending_at,
+                TelegramChat.attempts,
+            ).where(TelegramChat.chat_id == chat_id)
+        ).first()  # fmt: skip
+    if row is None:
+        return ChatLink()
+    return ChatLink(row[0], row[1], row[2], int(row[3] or 0))
+
+
+def save_link(engine: Engine, chat_id: int, link: ChatLink, now: datetime) -> None:
+    with engine.begin() as connection:
+        _save_link(connection, chat_id, link, now)
+
+
+def queue_link_code(
+    engine: Engine, chat_id: int, link: ChatLink, raw: bytes, now: datetime
+) -> None:
+    """The code's mail (to `link.pending_email`) into the outbox and the pending address, in
+    one transaction: a code is never pending without its mail, nor mailed without being
+    pending."""
+    address = link.pending_email
+    if not address:
+        raise ValueError("a code goes to the pending address; there is none")
+    with engine.begin() as connection:
+        connection.execute(
+            insert(OutboxMessage),
+            {"message_id": None, "purpose": LINK_PURPOSE, "recipient": address,
+             "envelope_from": "", "recipients": address, "raw": raw, "state": "pending",
+             "attempts": 0, "created_at": now, "next_attempt_at": now},
+        )  # fmt: skip
+        _save_link(connection, chat_id, link, now)
+
+
+def count_link_mails(engine: Engine, address: str, since: datetime) -> int:
+    """Codes mailed to `address` since then, by any chat: a bound on mail to a stranger."""
+    with engine.connect() as connection:
+        value = connection.scalar(
+            select(func.count()).select_from(OutboxMessage).where(
+                OutboxMessage.recipient == address, OutboxMessage.purpose == LINK_PURPOSE,
+                OutboxMessage.created_at >= since,
+            )
+        )  # fmt: skip
+    return int(value or 0)
+
+
+def linked_addresses(session: Session, chat_ids: Iterable[int]) -> dict[int, str]:
+    """The proved mail address of each of these chats that has one."""
+    wanted = list(chat_ids)
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(TelegramChat.chat_id, TelegramChat.linked_email).where(
+            TelegramChat.chat_id.in_(wanted), TelegramChat.linked_email.is_not(None)
+        )
+    )
+    return {int(chat_id): str(email) for chat_id, email in rows}
+
+
+def _save_link(connection: Connection, chat_id: int, link: ChatLink, now: datetime) -> None:
+    _upsert(
+        connection, TelegramChat, TelegramChat.chat_id == chat_id, {"chat_id": chat_id},
+        {"linked_email": link.linked_email, "pending_email": link.pending_email,
+         "pending_at": link.pending_at, "attempts": link.attempts, "updated_at": now},
+    )  # fmt: skip

@@ -7,8 +7,10 @@ Telegram's flood limit)."""
 from __future__ import annotations
 
 import email
+import email.policy
 import json
 import logging
+import re
 import smtplib
 import subprocess
 import sys
@@ -21,7 +23,7 @@ from sqlalchemy import select
 
 from maild.app import App
 from maild.sources.telegram import RetryLater
-from maild.sources.telegram_bot import BotApi, TelegramSource, TelegramTransport
+from maild.sources.telegram_bot import BotApi, TelegramSource, TelegramTransport, link_secret
 from maild.worker import drain_database_spool, drain_spool
 from storage import telegram as telegram_state
 from storage.models import Attachment, InboundMessage, Message, OutboxMessage, Ticket
@@ -29,6 +31,8 @@ from tests.botapi import TOKEN, BotApiStandIn, document, user_message
 from tests.conftest import free_port, write_config
 from tests.daemon import running_daemon, wait_for
 from tests.engineer_mail import thunderbird_reply
+from tests.mailbuilder import build_mail
+from tests.test_pipeline import ingest
 from tests.test_smtp_end_to_end import subject_of, ticket_json
 
 CHAT = 5812345678
@@ -56,11 +60,10 @@ def make_source(app: App, **overrides) -> TelegramSource:
     assert settings is not None
     options = {
         "clock": app.clock, "on_spooled": lambda: None, "stopping": threading.Event(),
-        "support_address": app.config.mailbox.address, "language": "ru",
-        "max_file_bytes": app.config.artifacts.max_attachment_bytes,
+        "link_secret": link_secret(app.artifacts.key.secret),
     } | overrides  # fmt: skip
     return TelegramSource(
-        settings, BotApi(settings.api_url, settings.token()), app.inbox, app.engine, **options
+        app.config, BotApi(settings.api_url, settings.token()), app.inbox, app.engine, **options
     )
 
 
@@ -266,6 +269,55 @@ def test_a_long_answer_goes_in_parts_and_files_follow(bot_app, standin):
     assert "".join(t.replace("\n", "") for t in texts).count("Шаг") == 200
     [sent_file] = standin.sent_to(CHAT, "sendDocument")
     assert (sent_file.filename, sent_file.data) == ("fix-3.2.2.zip", b"patch")
+
+
+def code_in_outbox(app: App, address: str) -> str:
+    with app.sessions() as session:
+        rows = session.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.recipient == address, OutboxMessage.purpose == "telegram_link"
+            ).order_by(OutboxMessage.id)
+        ).all()  # fmt: skip
+    message = email.message_from_bytes(rows[-1].raw, policy=email.policy.default)
+    assert message["Auto-Submitted"] == "auto-generated"
+    body = message.get_body(preferencelist=("plain",)).get_content()
+    match = re.search(r"/email ([0-9]{6})", body)
+    assert match, body
+    return match.group(1)
+
+
+def test_a_proved_address_lets_the_users_mail_join_the_chats_ticket(bot_app, standin):
+    """`/email ADDRESS` mails a code there; `/email CODE` in the chat proves the address;
+    from then on that address's mail with the ticket's token joins the Telegram ticket
+    (before, it is a stranger's token and does not)."""
+    client = "sidorov@stroymontazh.ru"
+    source = make_source(bot_app)
+    try:
+        standin.push(user_message(CHAT, 17, "Не открывается отчёт по складу"))
+        standin.push(user_message(CHAT, 18, f"/email {client}"))
+        poll(source, bot_app)
+        code = code_in_outbox(bot_app, client)
+        texts = [s.text for s in standin.sent_to(CHAT)]
+        assert any(t.startswith("Мы отправили код на sidorov@stroymontazh.ru") for t in texts)
+        early = ingest(bot_app, build_mail(
+            sender=f"Пётр Сидоров <{client}>", subject="Re: [SIS #1] Не открывается отчёт",
+            body="Журнал во вложении."), source="smtp")  # fmt: skip
+        assert (early.action, early.reason) == ("new_ticket", "token_sender_not_participant")
+
+        wrong = "000000" if code != "000000" else "111111"
+        standin.push(user_message(CHAT, 19, f"/email {wrong}"))
+        standin.push(user_message(CHAT, 20, f"/email {code}"))
+        poll(source, bot_app)
+        replies = [s.text for s in standin.sent_to(CHAT)[-2:]]
+        assert replies[0] == "Код не подошёл. Осталось попыток: 4."
+        assert replies[1].startswith("Готово: адрес sidorov@stroymontazh.ru связан с этим чатом")
+    finally:
+        source.api.close()
+    joined = ingest(bot_app, build_mail(
+        sender=f"Пётр Сидоров <{client}>", subject="Re: [SIS #1] Не открывается отчёт",
+        body="Журнал во вложении, второй раз."), source="smtp")  # fmt: skip
+    assert (joined.action, joined.ticket) == ("follow_up", 1)
+    assert telegram_state.load_link(bot_app.engine, CHAT).linked_email == client
 
 
 def test_a_flood_limit_between_parts_is_waited_out_not_sent_twice(bot_app, standin):

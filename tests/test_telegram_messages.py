@@ -4,6 +4,7 @@ as the public documentation shows it (core.telegram.org/bots/api#update, #messag
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 import pytest
@@ -11,16 +12,20 @@ from sqlalchemy import select
 
 from maild.errors import PermanentError, TransientError
 from maild.sources.telegram import (
+    LinkDecision,
     RetryLater,
     api_failure,
     bot_command,
     chat_reply,
+    decide_link,
+    link_code,
     message_to_mail,
     read_update,
     split_text,
 )
 from parsers.reachability import chat_address, chat_of_address, why_unanswerable
 from storage.models import Attachment, Ticket
+from storage.telegram import ChatLink
 from tests.mailbuilder import build_mail
 from tests.test_pipeline import ingest
 
@@ -138,6 +143,7 @@ def test_bot_commands_are_the_bots_own():
     assert bot_command("  /START  ") == "start"
     assert bot_command("/start ref-campaign-5") == "start"
     assert bot_command("/etc/cubisio/config.xml не читается") is None
+    assert bot_command("/email sidorov@stroymontazh.ru") == "email"
     assert bot_command("/stop") is None
     assert bot_command("не работает /start") is None
 
@@ -215,3 +221,63 @@ def test_mail_naming_a_chat_address_is_quarantined_unless_the_bot_wrote_it(make_
     assert (result.action, result.reason) == ("quarantined", "chat_address_forged")
     with app.sessions() as session:
         assert len(session.scalars(select(Ticket)).all()) == 1
+
+
+SECRET = b"k" * 32
+NOW = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+OURS = frozenset({"info@sis.ru", "ivanov@sis.ru"})
+
+
+NO_LINK = ChatLink()
+
+
+def decide(argument, link=NO_LINK, now=NOW, mailed=0, chat=5812345678):
+    return decide_link(argument, link, now, secret=SECRET, chat_id=chat, own_addresses=OURS,
+                       mails_to_address_today=mailed)  # fmt: skip
+
+
+def test_email_linking_asks_for_a_code_mailed_to_the_address():
+    assert decide("") == LinkDecision("show", "not_linked")
+    assert decide("", ChatLink(linked_email="a@b.ru")) == LinkDecision("show", "linked", "a@b.ru")
+    assert decide("Sidorov@Stroymontazh.RU") == LinkDecision(
+        "send_code", "code_sent", "sidorov@stroymontazh.ru"
+    )
+    assert decide("not an address").reason == "bad_address"
+    assert decide("a@b").reason == "bad_address"
+    assert decide("info@sis.ru").reason == "own_address"  # ours, or an engineer's
+    assert decide("tg42@telegram.invalid").reason == "own_address"
+    just_sent = ChatLink(pending_email="a@b.ru", pending_at=NOW - timedelta(minutes=3))
+    assert decide("c@d.ru", just_sent) == LinkDecision("refuse", "wait", "a@b.ru")
+    later = ChatLink(pending_email="a@b.ru", pending_at=NOW - timedelta(minutes=11))
+    assert decide("c@d.ru", later).action == "send_code"
+    assert decide("c@d.ru", mailed=3) == LinkDecision("refuse", "address_limit", "c@d.ru")
+
+
+def test_a_code_proves_one_address_for_one_chat_within_an_hour():
+    issued = NOW - timedelta(minutes=5)
+    pending = ChatLink(pending_email="a@b.ru", pending_at=issued)
+    code = link_code(SECRET, 5812345678, "a@b.ru", issued)
+    assert decide(code, pending) == LinkDecision("link", "linked", "a@b.ru")
+    # The same digits prove nothing for another chat, address, moment or key.
+    assert code != link_code(SECRET, 5812345679, "a@b.ru", issued)
+    assert code != link_code(SECRET, 5812345678, "c@b.ru", issued)
+    assert code != link_code(b"x" * 32, 5812345678, "a@b.ru", issued)
+    assert decide(code, pending, chat=5812345679).reason == "wrong_code"
+    late = NOW + timedelta(hours=1)
+    assert decide(code, pending, now=late) == LinkDecision("refuse", "expired", "a@b.ru")
+    assert decide(code, ChatLink()) == LinkDecision("refuse", "no_pending")
+
+
+def test_five_wrong_codes_drop_the_pending_address():
+    issued = NOW - timedelta(minutes=5)
+    code = link_code(SECRET, 5812345678, "a@b.ru", issued)
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    for attempts, left in enumerate((4, 3, 2, 1)):
+        decision = decide(wrong, ChatLink(pending_email="a@b.ru", pending_at=issued,
+                                          attempts=attempts))  # fmt: skip
+        assert decision == LinkDecision("count_attempt", "wrong_code", "a@b.ru", left)
+    last = decide(wrong, ChatLink(pending_email="a@b.ru", pending_at=issued, attempts=4))
+    assert last.reason == "too_many_attempts"
+    # Even the right code is refused once the attempts are spent.
+    spent = ChatLink(pending_email="a@b.ru", pending_at=issued, attempts=5)
+    assert decide(code, spent).reason == "too_many_attempts"

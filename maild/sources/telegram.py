@@ -19,24 +19,36 @@ from __future__ import annotations
 
 import email.policy
 import hashlib
+import hmac
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import SMTP
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Literal
 
 from maild.errors import PermanentError, TransientError
-from parsers.reachability import chat_address
+from parsers.reachability import chat_address, chat_of_address
+from storage.telegram import ChatLink
 
 SUBJECT_CHARACTERS = 120
 MESSAGE_CHARACTERS = 4096
 """The Bot API's limit on one message's text; a longer mail is sent in parts."""
 _COMMAND = re.compile(r"/([A-Za-z0-9_]{1,32})(?:@[A-Za-z0-9_]{1,64})?(?:\s.*)?", re.DOTALL)
-BOT_COMMANDS = frozenset({"start", "help"})
+BOT_COMMANDS = frozenset({"start", "help", "email"})
+LINK_CODE_SECONDS = 3600
+"""A code mailed for `/email` is good for an hour."""
+RESEND_AFTER = timedelta(minutes=10)
+"""One code per chat in ten minutes."""
+LINK_ATTEMPTS = 5
+"""Wrong codes before the pending address is dropped (10^6 codes: 5 guesses are nothing)."""
+LINK_MAILS_PER_ADDRESS = 3
+"""Codes mailed to one address in a day, by all chats together: the bot is no mail bomb."""
+_ADDRESS = re.compile(r"[^@\s<>,;:\"()\[\]]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
+_CODE = re.compile(r"[0-9]{6}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +184,92 @@ def message_to_mail(
 
 
 def bot_command(text: str) -> str | None:
-    """`start` or `help` for the bot's own commands (`/start`, `/help@SisSupportBot`): the
-    bot answers them itself, they open no ticket. Any other text is a request."""
+    """`start`, `help` or `email` for the bot's own commands (`/start`,
+    `/help@SisSupportBot`, `/email ADDRESS`): the bot answers them itself, they open no
+    ticket. Any other text is a request."""
     match = _COMMAND.fullmatch(text.strip())
     command = match.group(1).lower() if match else None
     return command if command in BOT_COMMANDS else None
+
+
+def command_argument(text: str) -> str:
+    """What follows the command word: `/email a@b.ru` gives `a@b.ru`."""
+    _, _, rest = text.strip().partition(" ")
+    return rest.strip()
+
+
+LinkAction = Literal["show", "send_code", "link", "refuse", "count_attempt"]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDecision:
+    """What `/email` does: show the link, mail a code, link the address, count a wrong code,
+    or refuse; `reason` is the stable code the chat's answer is worded from."""
+
+    action: LinkAction
+    reason: str
+    address: str | None = None
+    attempts_left: int = 0
+
+
+def link_code(secret: bytes, chat_id: int, address: str, issued_at: datetime) -> str:
+    """Six digits only maild can compute (the key never leaves it), bound to the chat, the
+    address and the moment it was issued: nothing secret is stored with the pending link."""
+    message = f"{chat_id}|{address.lower()}|{issued_at.isoformat()}".encode()
+    digest = hmac.new(secret, message, hashlib.sha256).digest()
+    return f"{int.from_bytes(digest[:8], 'big') % 10**6:06d}"
+
+
+def decide_link(
+    argument: str,
+    link: ChatLink,
+    now: datetime,
+    *,
+    secret: bytes,
+    chat_id: int,
+    own_addresses: frozenset[str],
+    mails_to_address_today: int,
+) -> LinkDecision:
+    """`/email` (show), `/email ADDRESS` (mail a code there) or `/email CODE` (prove it)."""
+    if not argument:
+        return LinkDecision("show", "linked" if link.linked_email else "not_linked",
+                            link.linked_email)  # fmt: skip
+    if _CODE.fullmatch(argument):
+        return _confirm(argument, link, now, secret=secret, chat_id=chat_id)
+    return _request_code(argument.lower(), link, now, own_addresses, mails_to_address_today)
+
+
+def _request_code(
+    address: str, link: ChatLink, now: datetime, own: frozenset[str], mailed_today: int
+) -> LinkDecision:
+    if not _ADDRESS.fullmatch(address):
+        return LinkDecision("refuse", "bad_address")
+    if address in own or chat_of_address(address) is not None:
+        return LinkDecision("refuse", "own_address", address)
+    recent = link.pending_at is not None and now - link.pending_at < RESEND_AFTER
+    if recent:
+        return LinkDecision("refuse", "wait", link.pending_email)
+    if mailed_today >= LINK_MAILS_PER_ADDRESS:
+        return LinkDecision("refuse", "address_limit", address)
+    return LinkDecision("send_code", "code_sent", address)
+
+
+def _confirm(
+    code: str, link: ChatLink, now: datetime, *, secret: bytes, chat_id: int
+) -> LinkDecision:
+    if link.pending_email is None or link.pending_at is None:
+        return LinkDecision("refuse", "no_pending")
+    if (now - link.pending_at).total_seconds() > LINK_CODE_SECONDS:
+        return LinkDecision("refuse", "expired", link.pending_email)
+    if link.attempts >= LINK_ATTEMPTS:
+        return LinkDecision("refuse", "too_many_attempts", link.pending_email)
+    expected = link_code(secret, chat_id, link.pending_email, link.pending_at)
+    if hmac.compare_digest(code, expected):
+        return LinkDecision("link", "linked", link.pending_email)
+    left = LINK_ATTEMPTS - link.attempts - 1
+    if left <= 0:
+        return LinkDecision("refuse", "too_many_attempts", link.pending_email)
+    return LinkDecision("count_attempt", "wrong_code", link.pending_email, left)
 
 
 def chat_reply(raw: bytes) -> ChatReply:

@@ -24,11 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
+import hmac
 import json
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -37,22 +42,35 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from maild.clock import Clock
-from maild.compose import template_environment
-from maild.config import TelegramInboundConfig
+from maild.compose import build_mail, render, template_environment, wire_bytes
+from maild.config import Config, TelegramInboundConfig
 from maild.errors import ConfigError, MaildError, PermanentError, TransientError
 from maild.sources.telegram import (
+    LinkDecision,
     RetryLater,
     TelegramMessage,
     api_failure,
     bot_command,
     chat_reply,
+    command_argument,
+    decide_link,
+    link_code,
     message_to_mail,
     read_update,
 )
 from parsers.reachability import chat_of_address
 from storage.locks import LeaderLock
 from storage.spool import SpoolMeta, SpoolWriter
-from storage.telegram import load_last_message, load_next_update, record_update
+from storage.telegram import (
+    ChatLink,
+    count_link_mails,
+    load_last_message,
+    load_link,
+    load_next_update,
+    queue_link_code,
+    record_update,
+    save_link,
+)
 
 log = logging.getLogger(__name__)
 CALL_SECONDS = 30.0
@@ -65,6 +83,10 @@ DOWNLOAD_ATTEMPTS = 3
 is named in the text as not received, so that one file never holds a chat back."""
 FLOOD_WAIT_SECONDS = 10
 FLOOD_ATTEMPTS = 3
+LINK_SUBJECTS = {
+    "ru": "Код для связи адреса с чатом поддержки Cubisio в Telegram",
+    "en": "Your code to link this address with Cubisio support in Telegram",
+}
 BOT_API_FILE_BYTES = 20 * 1024 * 1024
 """The Bot API lets a bot download files of up to 20 MB (getFile)."""
 
@@ -234,7 +256,7 @@ class TelegramSource:
 
     def __init__(
         self,
-        config: TelegramInboundConfig,
+        config: Config,
         api: BotApi,
         spool: SpoolWriter,
         engine: Engine,
@@ -242,22 +264,38 @@ class TelegramSource:
         clock: Clock,
         on_spooled: Callable[[], None],
         stopping: threading.Event,
-        support_address: str,
-        language: str,
-        max_file_bytes: int,
+        link_secret: bytes,
+        on_queued: Callable[[], None] = lambda: None,
         leader: LeaderLock | None = None,
     ) -> None:
-        self.config = config
+        if config.telegram is None:
+            raise ValueError("[inbound.telegram] is off")
+        self.maild_config = config
+        self.config: TelegramInboundConfig = config.telegram
         self.api = api
         self.spool = spool
         self.engine = engine
         self.clock = clock
         self.on_spooled = on_spooled
+        self.on_queued = on_queued
+        """Called when mail was put in the outbox (a code for `/email`): the sender wakes."""
         self.stopping = stopping
-        self.support_address = support_address
-        self.mail_domain = support_address.rpartition("@")[2]
-        self.language = language
-        self.max_file_bytes = min(max_file_bytes, BOT_API_FILE_BYTES)
+        self.link_secret = link_secret
+        self.support_address = config.mailbox.address
+        self.mail_domain = config.mail_domain
+        self.language = config.tickets.language
+        self.max_file_bytes = min(config.artifacts.max_attachment_bytes, BOT_API_FILE_BYTES)
+        mailbox = config.mailbox
+        self.own_addresses = frozenset(
+            a
+            for a in (
+                mailbox.address,
+                mailbox.comment_address,
+                *(e.email for e in config.engineers),
+            )
+            if a
+        )
+        """Addresses no chat may claim: ours and our engineers'."""
         self.leader = leader
         self.bot_id: int | None = None
         self.connected = threading.Event()
@@ -378,22 +416,80 @@ class TelegramSource:
         return downloads, refused
 
     def answer_command(self, message: TelegramMessage, command: str) -> None:
-        """/start and /help: what this chat is for. Sent at once, not through the outbox:
-        it is no ticket's mail, and a greeting lost to an outage is no loss."""
-        if message.language:
-            language = "ru" if message.language.startswith("ru") else "en"
+        """/start, /help, /email: answered at once, not through the outbox: it is no
+        ticket's mail, and an answer lost to an outage is asked for again."""
+        language = self._language(message)
+        if command == "email":
+            decision = self.link_email(message, language)
+            template, context = "telegram_link", {"decision": decision, "command": command}
+            log.info("telegram: /email in chat %s: %s", message.chat_id, decision.reason)
         else:
-            language = self.language
-        text = template_environment().get_template(f"telegram_welcome.{language}.txt.j2")
-        try:
-            self.api.call("sendMessage", {
-                "chat_id": message.chat_id,
-                "text": text.render(command=command, support_address=self.support_address),
-            })  # fmt: skip
+            template, context = "telegram_welcome", {"decision": None, "command": command}
             log.info("telegram: /%s answered in chat %s", command, message.chat_id)
+        text = template_environment().get_template(f"{template}.{language}.txt.j2").render(
+            support_address=self.support_address, token_prefix=self.maild_config.token_prefix,
+            **context,
+        )  # fmt: skip
+        try:
+            self.api.call("sendMessage", {"chat_id": message.chat_id, "text": text.strip()})
         except (TransientError, PermanentError) as error:
             log.warning("telegram: /%s answer to chat %s not sent: %s",
                         command, message.chat_id, error)  # fmt: skip
+
+    def _language(self, message: TelegramMessage) -> str:
+        if message.language:
+            return "ru" if message.language.startswith("ru") else "en"
+        return self.language
+
+    def link_email(self, message: TelegramMessage, language: str) -> LinkDecision:
+        """`/email`: decided by `decide_link`, carried out here. A code goes by mail through
+        the outbox; the link is what lets that address's mail join the chat's tickets."""
+        chat_id, now = message.chat_id, self.clock.now()
+        argument = command_argument(message.text)
+        link = load_link(self.engine, chat_id)
+        mailed = count_link_mails(self.engine, argument.lower(), now - timedelta(days=1))
+        decision = decide_link(
+            argument, link, now, secret=self.link_secret, chat_id=chat_id,
+            own_addresses=self.own_addresses, mails_to_address_today=mailed,
+        )  # fmt: skip
+        if decision.action == "send_code" and decision.address:
+            pending = replace(link, pending_email=decision.address, pending_at=now, attempts=0)
+            code = link_code(self.link_secret, chat_id, decision.address, now)
+            raw = self._code_mail(message, decision.address, code, language, now)
+            queue_link_code(self.engine, chat_id, pending, raw, now)
+            self.on_queued()
+        elif decision.action == "link":
+            linked = ChatLink(linked_email=decision.address)
+            save_link(self.engine, chat_id, linked, now)
+        elif decision.action == "count_attempt":
+            save_link(self.engine, chat_id, replace(link, attempts=link.attempts + 1), now)
+        elif decision.reason == "too_many_attempts":
+            save_link(self.engine, chat_id, replace(link, pending_email=None,
+                                                     pending_at=None, attempts=0), now)  # fmt: skip
+        return decision
+
+    def _code_mail(
+        self, message: TelegramMessage, address: str, code: str, language: str, now: datetime
+    ) -> bytes:
+        config = self.maild_config
+        who = message.sender_name or (f"@{message.username}" if message.username else "")
+        text = render(
+            "telegram_link_code", language, code=code, address=address, who=who,
+            support_address=self.support_address,
+        )  # fmt: skip
+        subject = LINK_SUBJECTS[language]
+        mail = build_mail(
+            config, to=[("", address)], subject=subject, text=text,
+            message_id=f"maild.link.{secrets.token_hex(10)}@{config.mail_domain}",
+            in_reply_to=None, references=[], now=now, auto_submitted="auto-generated",
+        )  # fmt: skip
+        return wire_bytes(mail)
+
+
+def link_secret(master: bytes) -> bytes:
+    """The key of `/email` codes, derived from the artifact key that every machine shares,
+    so a code mailed by one sources process is checked by whichever holds the bot next."""
+    return hmac.new(master, b"maild telegram link codes", hashlib.sha256).digest()
 
 
 class TelegramTransport:
