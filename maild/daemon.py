@@ -359,6 +359,10 @@ def run_daemon(app: App, role: str = "all", metrics_listen: tuple[str, int] | No
         controller.stop()
     if daemon.telegram is not None:
         daemon.telegram.api.close()  # a long poll in flight ends now, not in poll_seconds
+    if app.bot is not None:
+        # An upload to a chat in flight is cancelled, not waited for (up to two minutes):
+        # its row is due again after the restart (at-least-once, as SMTP).
+        app.bot.close()
     daemon.stop()
     for thread in pollers:
         thread.join()
@@ -411,12 +415,12 @@ def _sources(app: App, daemon: Daemon) -> tuple[list[Any], list[threading.Thread
     for mailbox in config.imap:
         name = f"imap:{mailbox.name}"
         positions = (
-            DatabasePosition(app.engine, mailbox.name)
+            DatabasePosition(app.engine, mailbox.name, app.clock)
             if shared
             else UidStateFile(app.spool.root / f"imap-{mailbox.name}.json")
         )
         imap = ImapSource(
-            mailbox, app.inbox, daemon.spooled_from(name), daemon.stopping,
+            mailbox, app.inbox, daemon.spooled_from(name), daemon.stopping, clock=app.clock,
             positions=positions,
             leader=LeaderLock(app.engine, name) if shared else None,
             on_reconnect=daemon.metrics.imap_reconnects.labels(mailbox=mailbox.name).inc,

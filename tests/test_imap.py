@@ -8,9 +8,11 @@ import ssl
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 
 import pytest
 
+from maild.clock import FixedClock, SystemClock
 from maild.config import load_config
 from maild.sources.imap import ImapSource, UidState, UidStateFile
 from storage.spool import Spool
@@ -117,13 +119,13 @@ def test_unparsable_mail_goes_to_the_quarantine_folder(imap_maild, dovecot):
     wait_for(lambda: len(tickets(config)) == 1, what="one ticket")
 
 
-def run_source_once(config_path, spool_root, dovecot):
+def run_source_once(config_path, spool_root, dovecot, clock=None):
     """Drive one ImapSource in-process until the INBOX is empty, then stop it."""
     mailbox = load_config(config_path).imap[0]
     spool = Spool(spool_root)
     spool.ensure()
     stopping = threading.Event()
-    source = ImapSource(mailbox, spool, lambda: None, stopping)
+    source = ImapSource(mailbox, spool, lambda: None, stopping, clock=clock or SystemClock())
     thread = threading.Thread(target=source.run)
     thread.start()
     try:
@@ -145,9 +147,13 @@ def test_uidvalidity_change_rereads_the_folder(tmp_path, sqlite_url, dovecot):
     # A state from before the mailbox was recreated: old UIDVALIDITY, a high last UID.
     UidStateFile(spool_root / "imap-default.json").save(UidState(uidvalidity - 1, 10_000))
     dovecot.append(build_mail(message_id="<u1@firm.ru>"), build_mail(message_id="<u2@firm.ru>"))
-    source, spool = run_source_once(config, spool_root, dovecot)
+    moment = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+    source, spool = run_source_once(config, spool_root, dovecot, FixedClock(moment))
     assert len(spool.pending()) == 2
     assert source.state_file.load() == UidState(uidvalidity, 2)
+    # Arrival times come from the one clock (MAILD_NOW), not the wall clock.
+    assert {spool.read(i).meta.received_at for i in spool.pending()} == {moment.isoformat()}
+    assert source.last_message_at == moment
 
 
 def test_server_without_move_or_idle_gets_copy_expunge_and_polling(
@@ -187,6 +193,8 @@ def test_untrusted_certificate_is_refused(tmp_path, sqlite_url, make_dovecot):
         f"port = {server.port}", f"port = {server.tls_port}"
     )
     mailbox = load_config(write_config(tmp_path, sqlite_url, toml)).imap[0]
-    source = ImapSource(mailbox, Spool(tmp_path / "spool"), lambda: None, threading.Event())
+    source = ImapSource(
+        mailbox, Spool(tmp_path / "spool"), lambda: None, threading.Event(), clock=SystemClock()
+    )
     with pytest.raises(ssl.SSLCertVerificationError):
         source.connect()

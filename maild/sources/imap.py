@@ -18,7 +18,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +28,7 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from maild.clock import Clock
 from maild.config import ImapMailboxConfig
 from maild.errors import ConfigError
 from storage.fsutil import write_durably
@@ -68,9 +69,10 @@ class DatabasePosition:
     """The mailbox's position in the shared database: a process on another machine that
     takes the mailbox over continues from it."""
 
-    def __init__(self, engine: Engine, mailbox: str) -> None:
+    def __init__(self, engine: Engine, mailbox: str, clock: Clock) -> None:
         self.engine = engine
         self.mailbox = mailbox
+        self.clock = clock
 
     def load(self) -> UidState | None:
         position = load_imap_position(self.engine, self.mailbox)
@@ -78,7 +80,7 @@ class DatabasePosition:
 
     def save(self, state: UidState) -> None:
         save_imap_position(
-            self.engine, self.mailbox, state.uidvalidity, state.last_uid, datetime.now(UTC)
+            self.engine, self.mailbox, state.uidvalidity, state.last_uid, self.clock.now()
         )
 
 
@@ -106,11 +108,14 @@ class ImapSource:
         on_spooled: Callable[[], None],
         stopping: threading.Event,
         *,
+        clock: Clock,
         positions: PositionStore | None = None,
         leader: LeaderLock | None = None,
         on_reconnect: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
+        self.clock = clock
+        """The one clock (MAILD_NOW when set): arrival times in the spool and the heartbeat."""
         self.spool = spool
         self.on_spooled = on_spooled
         self.stopping = stopping
@@ -240,13 +245,13 @@ class ImapSource:
             return
         meta = SpoolMeta(
             source=f"imap:{self.config.name}/{self.config.folder}/{uidvalidity}/{uid}",
-            received_at=datetime.now(UTC).isoformat(),
+            received_at=self.clock.now().isoformat(),
             peer=self.config.host,
         )
         unparsable = is_unparsable(raw)
         spool_id = self.spool.put(raw, meta)
         del raw, response
-        self.last_message_at = datetime.now(UTC)
+        self.last_message_at = self.clock.now()
         self.on_spooled()
         folder = self.config.quarantine_folder if unparsable else self.config.processed_folder
         self._move(client, uid, folder)
