@@ -527,7 +527,7 @@ def _timezone(value: Any) -> str:
     return text
 
 
-def _choice(options: tuple[str, ...]) -> Checker:
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         text = _string(value)
         if text not in options:

@@ -57,7 +57,7 @@ def cmd_contracts(config: Config, args: argparse.Namespace) -> int:
     app = open_app(config)
     try:
         with app.sessions() as session:
-            rows = [
+            rows: list[dict[str, Any]] = [
                 {
                     "name": contract.name, "mode": contract.mode, "active": contract.active,
                     "domains": [d for d in contract.domains.split(",") if d],

@@ -43,7 +43,7 @@ class IngestResult:
     ticket: int | None
     reason: str
     explanation: str = ""
-    decisions: dict[str, dict[str, str]] = field(default_factory=dict)
+    decisions: dict[str, dict[str, str | None]] = field(default_factory=dict)
     """The new ticket's other decisions: criticality and contract, each with reason and
     explanation."""
 
@@ -109,7 +109,7 @@ class Work:
     """An earlier message had this Message-ID: the thread stage checks for a second route."""
     ticket_participants: frozenset[str] = frozenset()
     """Who was in the ticket before this message (from the thread context)."""
-    decisions: dict[str, dict[str, str]] = field(default_factory=dict)
+    decisions: dict[str, dict[str, str | None]] = field(default_factory=dict)
     """A new ticket's criticality and contract, for the ingest result."""
 
 

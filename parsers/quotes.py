@@ -272,9 +272,7 @@ def _quote_marks(lines: list[str]) -> list[bool]:
             line.lstrip().startswith(">")
             or (has_bars and bars[index])
             or (index > bat and _NAMED_QUOTE.match(line) is not None)
-            or (
-                prefix in repeated and (len(prefix) <= 2 or index > below_attribution)  # type: ignore[arg-type]
-            )
+            or (prefix in repeated and (len(prefix) <= 2 or index > below_attribution))
         )
     return marks
 

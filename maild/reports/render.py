@@ -17,7 +17,7 @@ from typing import Any
 
 from maild.compose import CHANNEL_LABELS, CLOSE_LABELS, template_environment
 
-LABELS = {
+LABELS: dict[str, dict[str, Any]] = {
     "ru": {
         "title": {
             "monthly": "Отчёт технической поддержки за {period}",
@@ -93,7 +93,7 @@ LABELS = {
 
 def _number(value: Any, labels: Mapping[str, Any]) -> str:
     if value is None:
-        return labels["no_data"]
+        return str(labels["no_data"])
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
