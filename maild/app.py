@@ -65,8 +65,9 @@ class App:
         )
 
     bot: BotApi | None = None
-    """The Telegram bot's API client, when `[inbound.telegram]` is on: the source polls
-    with it and the outbox answers chats with it."""
+    """The Telegram bot's API client for the outbox's answers to chats, when
+    `[inbound.telegram]` is on (the polling source has its own, so that stopping one never
+    cancels the other's call)."""
 
     def close(self) -> None:
         if self.bot is not None:

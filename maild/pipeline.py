@@ -51,7 +51,7 @@ from parsers.classify import message_facts
 from parsers.criticality import CriticalityRule, decide_criticality
 from parsers.identity import MessageIdentity, identify_message
 from parsers.quotes import cut_own_mail
-from parsers.reachability import why_unanswerable
+from parsers.reachability import chat_of_address, why_unanswerable
 from storage import repositories as repo
 from storage.artifacts import ArtifactStore
 from storage.models import InboundMessage, Message, Ticket
@@ -580,7 +580,7 @@ def _without_our_mail(session: Session, ticket: Ticket, text: str, *, is_new: bo
     """A client's text without our own earlier mail to this ticket pasted back under it
     with no '>' (quote stripping cannot see such a quote; we know what we sent). A ticket
     opened by this very message has had no mail from us yet."""
-    if is_new or ticket.id is None or not text:
+    if is_new or not text:
         return text
     return cut_own_mail(text, repo.recent_outgoing_texts(session, ticket.id))
 
@@ -636,6 +636,12 @@ def _add_cc_participants(pipeline: Pipeline, work: Work) -> None:
         if email in pipeline.own_addresses or email.split("+")[0] in pipeline.own_addresses:
             continue
         if "+" in email.partition("@")[0] and _is_own_plus(email, pipeline.own_addresses):
+            continue
+        if chat_of_address(email) is not None:
+            # Only the bot makes a chat a participant: a Cc naming one would have our bot
+            # deliver this ticket's answers into a stranger's Telegram chat.
+            repo.add_event(work.session, "participant_refused", "chat_address_in_copy",
+                           ticket_id=ticket.id, detail={"email": email})  # fmt: skip
             continue
         role = "engineer" if email in engineers else "cc"
         if repo.add_participant(work.session, ticket.id, email, role):

@@ -45,7 +45,9 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value
+        # PostgreSQL renders timestamptz in the session's TimeZone (Europe/Moscow on a
+        # server installed in Russia): the same instant, given back in UTC like the rest.
+        return value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -365,6 +367,9 @@ class TelegramChat(Base):
     pending_at: Mapped[datetime | None] = mapped_column()
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Wrong codes given for the pending address."""
+    codes_day: Mapped[str | None] = mapped_column(String(10))
+    """The day (UTC, YYYY-MM-DD) `codes_today` counts."""
+    codes_today: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class MaildProcess(Base):

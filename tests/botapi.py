@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -177,7 +178,12 @@ class BotApiStandIn:
             while (part := await reader.next()) is not None:
                 data = await part.read()  # type: ignore[union-attr]
                 if part.filename:  # type: ignore[union-attr]
-                    files[part.name] = (part.filename, bytes(data))  # type: ignore[union-attr]
+                    # The name as sent, not as aiohttp's server would percent-decode it:
+                    # Telegram takes the parameter literally.
+                    raw = part.headers.get("Content-Disposition", "")
+                    named = re.search(r'filename="([^"]*)"', raw)
+                    filename = named.group(1) if named else part.filename  # type: ignore[union-attr]
+                    files[part.name] = (filename, bytes(data))  # type: ignore[union-attr]
                 else:
                     params[part.name] = bytes(data).decode()  # type: ignore[union-attr]
         elif request.content_type == "application/x-www-form-urlencoded":

@@ -15,18 +15,31 @@ import smtplib
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 
 from maild.app import App
-from maild.sources.telegram import RetryLater
+from maild.errors import PermanentError, TransientError
+from maild.outbound import RoutedTransport
+from maild.sources.telegram import RetryLater, decide_link, link_code
 from maild.sources.telegram_bot import BotApi, TelegramSource, TelegramTransport, link_secret
 from maild.worker import drain_database_spool, drain_spool
 from storage import telegram as telegram_state
-from storage.models import Attachment, InboundMessage, Message, OutboxMessage, Ticket
+from storage.db import make_engine
+from storage.models import (
+    Attachment,
+    Event,
+    InboundMessage,
+    Message,
+    OutboxMessage,
+    Participant,
+    Ticket,
+)
+from storage.schema import upgrade_schema
 from tests.botapi import TOKEN, BotApiStandIn, document, user_message
 from tests.conftest import free_port, write_config
 from tests.daemon import running_daemon, wait_for
@@ -247,18 +260,14 @@ def test_answers_to_a_blocked_chat_fail_and_flood_limits_are_retried(bot_app, st
 def test_a_long_answer_goes_in_parts_and_files_follow(bot_app, standin):
     """An engineer's answer of 10,000 characters with a file: three messages cut at line
     ends, then the document."""
-    from maild.outbound import RoutedTransport
-
     raw_words = "\n".join(
         f"Шаг {n}: перезапустите службу Cubisio и проверьте журнал." for n in range(200)
     )
-    from email.message import EmailMessage
-
     mail = EmailMessage()
     mail["Subject"] = "[SIS #4] Ошибка при входе"
     mail.set_content(raw_words)
     mail.add_attachment(b"patch", maintype="application", subtype="octet-stream",
-                        filename="fix-3.2.2.zip")  # fmt: skip
+                        filename="исправление-3.2.2.zip")  # fmt: skip
     transport = bot_app.transport
     assert isinstance(transport, RoutedTransport)
     transport.send("1", "info@sis.ru", [f"tg{CHAT}@telegram.invalid"], mail.as_bytes())
@@ -268,7 +277,8 @@ def test_a_long_answer_goes_in_parts_and_files_follow(bot_app, standin):
     assert texts[0].startswith("[SIS #4] Ошибка при входе\n\nШаг 0:")
     assert "".join(t.replace("\n", "") for t in texts).count("Шаг") == 200
     [sent_file] = standin.sent_to(CHAT, "sendDocument")
-    assert (sent_file.filename, sent_file.data) == ("fix-3.2.2.zip", b"patch")
+    # In UTF-8, as Telegram shows it, not percent-encoded.
+    assert (sent_file.filename, sent_file.data) == ("исправление-3.2.2.zip", b"patch")
 
 
 def code_in_outbox(app: App, address: str) -> str:
@@ -366,7 +376,6 @@ def maild_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_mail_to_a_chat_without_a_bot_fails_with_the_reason(make_app):
     app = make_app()
-    from maild.errors import PermanentError
     from maild.outbound import RoutedTransport
 
     assert isinstance(app.transport, RoutedTransport)
@@ -495,3 +504,112 @@ def test_a_conversation_in_telegram_with_an_engineer_answering_by_mail(
     assert "Traceback" not in log
     # SIGTERM ended the 50 s long poll in flight at once (running_daemon allows 30 s).
     assert "maild stopped" in log
+
+
+def test_an_update_that_cannot_be_read_is_kept_not_dropped(bot_app, standin):
+    """An update maild's conversion fails on (here a date that is no number) is tried
+    again, then spooled as it came with its JSON attached: the chat's queue moves on, the
+    user gets a ticket number, an engineer sees what was sent."""
+    hostile = user_message(CHAT, 17, "Отчёт не открывается")
+    hostile["date"] = "вчера"
+    update = standin.push(hostile)
+    standin.push(user_message(CHAT, 18, "И ещё: печать тоже не работает"))
+    source = make_source(bot_app)
+    try:
+        for _ in range(2):
+            with pytest.raises(TransientError, match=f"update {update} could not be read"):
+                source.poll_once()
+        assert poll(source, bot_app) == 2
+    finally:
+        source.api.close()
+    with bot_app.sessions() as session:
+        [ticket] = session.scalars(select(Ticket)).all()
+        [attachment] = session.scalars(select(Attachment)).all()
+        subjects = session.scalars(select(Message.subject).where(Message.direction == "in")).all()
+    assert ticket.subject == f"Telegram: update {update} could not be read"
+    assert attachment.filename == f"telegram-update-{update}.json"
+    assert len(subjects) == 2  # the next message followed it into the same ticket
+    assert standin.sent_to(CHAT)[0].text.startswith("[SIS #1] Telegram: update")
+    assert telegram_state.load_next_update(bot_app.engine, 7012345678) == update + 2
+
+
+def test_a_message_with_nothing_to_keep_is_answered_not_dropped(bot_app, standin):
+    poll_message = user_message(CHAT, 17)
+    poll_message["poll"] = {"id": "5", "question": "Работает?", "options": [],
+                            "total_voter_count": 0, "is_closed": False}  # fmt: skip
+    standin.push(poll_message)
+    source = make_source(bot_app)
+    try:
+        poll(source, bot_app)
+    finally:
+        source.api.close()
+    [answer] = standin.sent_to(CHAT)
+    assert answer.text.startswith("Такие сообщения бот не сохраняет")
+    with bot_app.sessions() as session:
+        assert session.scalars(select(Ticket)).all() == []
+
+
+def test_mail_cannot_make_a_chat_a_copy_recipient(bot_app):
+    """A stranger's mail with Cc: tg<user>@telegram.invalid would have the bot deliver the
+    ticket's answers into that user's chat; the Cc is refused, with an event."""
+    raw = build_mail(
+        sender="Злоумышленник <x@evil.example>", cc=f"tg{CHAT}@telegram.invalid",
+        subject="Срочно: обновите пароль", body="Перейдите по ссылке.",
+    )  # fmt: skip
+    result = ingest(bot_app, raw, source="smtp")
+    with bot_app.sessions() as session:
+        participants = session.scalars(
+            select(Participant.email).where(Participant.ticket_id == result.ticket)
+        ).all()
+        refused = session.scalars(
+            select(Event.reason).where(Event.kind == "participant_refused")
+        ).all()
+    assert f"tg{CHAT}@telegram.invalid" not in participants
+    assert refused == ["chat_address_in_copy"]
+
+
+def test_codes_check_in_any_session_time_zone(db_url, tmp_path):
+    """PostgreSQL gives timestamptz back in the session's TimeZone (Europe/Moscow on a
+    server installed in Russia); the code mailed at a moment must still match it."""
+    engine = make_engine(db_url)
+    upgrade_schema(engine)
+    engine.dispose()
+    moscow = (
+        create_engine(db_url, connect_args={"options": "-c timezone=Europe/Moscow"})
+        if db_url.startswith("postgresql") else make_engine(db_url)
+    )  # fmt: skip
+    issued = datetime(2026, 3, 3, 9, 0, 0, 123456, tzinfo=UTC)
+    try:
+        telegram_state.save_link(
+            moscow, CHAT, telegram_state.ChatLink(pending_email="a@b.ru", pending_at=issued),
+            issued,
+        )  # fmt: skip
+        link = telegram_state.load_link(moscow, CHAT)
+    finally:
+        moscow.dispose()
+    assert link.pending_at == issued
+    assert link.pending_at is not None
+    assert link.pending_at.utcoffset() == timedelta(0)
+    code = link_code(b"k" * 32, CHAT, "a@b.ru", issued)
+    decision = decide_link(code, link, issued + timedelta(minutes=1), secret=b"k" * 32,
+                           chat_id=CHAT, own_addresses=frozenset(),
+                           mails_to_address_today=0)  # fmt: skip
+    assert decision.action == "link"
+
+
+def test_codes_to_one_person_are_counted_however_the_address_is_spelt(bot_app, standin):
+    """Three codes a day reach one mailbox from all chats together: `+tag` forms and case
+    are the same person."""
+    spellings = ("victim+1@firm.ru", "victim+2@firm.ru", "Victim@firm.ru", "victim+3@firm.ru")
+    for n, address in enumerate(spellings):
+        standin.push(user_message(CHAT + n, 17, f"/email {address}"))
+    source = make_source(bot_app)
+    try:
+        poll(source, bot_app)
+    finally:
+        source.api.close()
+    answers = [standin.sent_to(CHAT + n)[0].text for n in range(4)]
+    assert [a.startswith("Мы отправили код") for a in answers] == [True, True, True, False]
+    assert (
+        answers[3] == "На этот адрес сегодня уже отправлено слишком много кодов. Попробуйте завтра."
+    )

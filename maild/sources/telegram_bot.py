@@ -32,7 +32,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -55,21 +54,24 @@ from maild.sources.telegram import (
     command_argument,
     decide_link,
     link_code,
+    message_id_of,
     message_to_mail,
+    next_link,
     read_update,
+    unreadable_message_id,
+    unreadable_update_mail,
+    update_chat,
 )
 from parsers.reachability import chat_of_address
 from storage.locks import LeaderLock
 from storage.spool import SpoolMeta, SpoolWriter
 from storage.telegram import (
-    ChatLink,
+    LinkChange,
     count_link_mails,
     load_last_message,
     load_link,
     load_next_update,
-    queue_link_code,
     record_update,
-    save_link,
 )
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,8 @@ DOWNLOAD_SECONDS = 120.0
 RETRY_SECONDS = 5.0
 RETRY_MAX_SECONDS = 60.0
 LEADER_RETRY_SECONDS = 2.0
+UNREADABLE_ATTEMPTS = 3
+"""An update whose conversion failed this many times is spooled as it came."""
 DOWNLOAD_ATTEMPTS = 3
 """A file whose download failed this many times (each time the update was fetched again)
 is named in the text as not received, so that one file never holds a chat back."""
@@ -145,14 +149,14 @@ class BotApi:
         with self._lock:
             self._closed = True
             pending, self._pending = list(self._pending), set()
-            loop, thread, session = self._loop, self._thread, self._session
-            self._loop = self._thread = self._session = None
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
         for future in pending:
             future.cancel()
         if loop is None or thread is None:
             return
-        if session is not None:
-            asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=10)
+        # The session as the loop sees it: a first call may have made it after the lock.
+        asyncio.run_coroutine_threadsafe(self._close_session(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
@@ -188,6 +192,11 @@ class BotApi:
             self._loop = loop
         return self._loop
 
+    async def _close_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
@@ -206,7 +215,9 @@ class BotApi:
         session = await self._client()
         body: aiohttp.FormData | None = None
         if files:
-            body = aiohttp.FormData()
+            # quote_fields=False: the file name as UTF-8, as Telegram reads it (aiohttp would
+            # percent-encode it, and a Russian name would reach the chat as %D0%BE...).
+            body = aiohttp.FormData(quote_fields=False)
             for name, value in params.items():
                 body.add_field(name, value if isinstance(value, str) else json.dumps(value))
             for field, (filename, content_type, data) in files.items():
@@ -300,6 +311,7 @@ class TelegramSource:
         self.bot_id: int | None = None
         self.connected = threading.Event()
         self._download_failures: dict[str, int] = {}
+        self._update_failures: dict[int, int] = {}
 
     @property
     def serving(self) -> bool:
@@ -330,6 +342,14 @@ class TelegramSource:
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, RETRY_MAX_SECONDS)
                 continue
+            except Exception as error:  # noqa: BLE001 - the source loop's one catch-all
+                # The type only: an exception's text may quote a URL, and so the token.
+                self.connected.clear()
+                log.error("telegram: unexpected %s; again in %.0f s",  # noqa: TRY400
+                          type(error).__name__, backoff)  # fmt: skip
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, RETRY_MAX_SECONDS)
+                continue
             backoff = RETRY_SECONDS
         if self.leader is not None:
             self.leader.release()
@@ -351,30 +371,81 @@ class TelegramSource:
             if self.stopping.is_set():
                 break  # the rest is fetched again by whoever polls next
             if isinstance(update, dict) and isinstance(update.get("update_id"), int):
-                self.take(self.bot_id, update)
+                self.take_isolated(self.bot_id, update)
         return len(updates) if isinstance(updates, list) else 0
 
+    def take_isolated(self, bot_id: int, update: dict[str, Any]) -> None:
+        """`take`, with one update's failure kept to that update: a hostile or odd update
+        (a CR in a file name, a field of the wrong type) is tried again UNREADABLE_ATTEMPTS
+        times (the same update comes back from getUpdates), then spooled as it came, its
+        JSON attached for an engineer, so that it never holds the chat's queue back and
+        nothing is dropped. Outages (the database, the disk, Telegram) are not its failure
+        and propagate."""
+        update_id = int(update["update_id"])
+        try:
+            self.take(bot_id, update)
+        except (BotStopped, TransientError, SQLAlchemyError, OSError):
+            raise
+        except Exception as error:  # noqa: BLE001 - one update's isolation (STYLE.md)
+            failures = self._update_failures.get(update_id, 0) + 1
+            self._update_failures[update_id] = failures
+            reason = type(error).__name__
+            if failures < UNREADABLE_ATTEMPTS:
+                raise TransientError(f"update {update_id} could not be read ({reason})") from None
+            raw = unreadable_update_mail(
+                update, reason, bot_id=bot_id, support_address=self.support_address,
+                mail_domain=self.mail_domain,
+            )  # fmt: skip
+            meta = SpoolMeta(source="telegram", received_at=self.clock.now().isoformat(),
+                             peer="telegram")  # fmt: skip
+            spool_id = self.spool.put(raw, meta)
+            log.error("telegram: update %s could not be read (%s) %s times; spooled as it "  # noqa: TRY400
+                      "came, as %s", update_id, reason, failures, spool_id)  # fmt: skip
+            self.on_spooled()
+            chat_id = update_chat(update)
+            chat = None
+            if chat_id is not None:  # the chat's next message follows this one
+                chat = (chat_id, unreadable_message_id(update, bot_id, self.mail_domain))
+            record_update(self.engine, bot_id, update_id + 1, self.clock.now(), chat=chat)
+        self._update_failures.pop(update_id, None)
+
     def take(self, bot_id: int, update: dict[str, Any]) -> None:
-        """One update into the spool (or answered, or skipped), then its position."""
+        """One update into the spool (or a command carried out, or skipped), then its
+        position, with what a command changed, in one transaction; the bot's answer last
+        (a crash before it loses an answer, never a change or a message)."""
         message = read_update(update)
         chat: tuple[int, str] | None = None
+        change: LinkChange | None = None
+        answer: str | None = None
         if message is not None:
             command = None if message.files else bot_command(message.text)
-            if command is not None:
-                self.answer_command(message, command)
+            if not message.text.strip() and not message.files:
+                answer = self.answer_text(message, "unsupported")  # a poll: said, not dropped
+            elif command == "email":
+                decision, change = self.link_email(message)
+                answer = self.answer_text(message, command, decision)
+            elif command is not None:
+                answer = self.answer_text(message, command)
             else:
-                chat = (message.chat_id, self.spool_message(message))
-        record_update(self.engine, bot_id, update["update_id"] + 1, self.clock.now(), chat)
+                chat = (message.chat_id, self.spool_message(bot_id, message))
+        record_update(
+            self.engine, bot_id, update["update_id"] + 1, self.clock.now(),
+            chat=chat, change=change,
+        )  # fmt: skip
+        if change is not None and change.code_mail is not None:
+            self.on_queued()
+        if message is not None and answer is not None:
+            self.send_answer(message, answer)
 
-    def spool_message(self, message: TelegramMessage) -> str:
+    def spool_message(self, bot_id: int, message: TelegramMessage) -> str:
         """The message as mail, durably in the spool; its Message-ID."""
         downloads, refused = self.fetch_files(message)
         previous = load_last_message(self.engine, message.chat_id)
         raw = message_to_mail(
             message, downloads, support_address=self.support_address,
-            mail_domain=self.mail_domain, previous=previous, refused=refused,
+            mail_domain=self.mail_domain, bot_id=bot_id, previous=previous, refused=refused,
         )  # fmt: skip
-        message_id = f"<tg.{message.chat_id}.{message.message_id}@{self.mail_domain}>"
+        message_id = message_id_of(message, bot_id, self.mail_domain)
         meta = SpoolMeta(
             source="telegram", received_at=self.clock.now().isoformat(),
             peer=f"telegram:{message.chat_id}",
@@ -403,6 +474,8 @@ class TelegramSource:
                 refused[item.file_id] = f"larger than {self.max_file_bytes // (1024 * 1024)} MB"
             except PermanentError as error:
                 refused[item.file_id] = str(error)
+            except RetryLater:
+                raise  # Telegram asks us to slow down: not the file's failure
             except TransientError:
                 failures = self._download_failures.get(item.file_id, 0) + 1
                 self._download_failures[item.file_id] = failures
@@ -415,35 +488,40 @@ class TelegramSource:
             self._download_failures.pop(file_id, None)
         return downloads, refused
 
-    def answer_command(self, message: TelegramMessage, command: str) -> None:
-        """/start, /help, /email: answered at once, not through the outbox: it is no
-        ticket's mail, and an answer lost to an outage is asked for again."""
+    def answer_text(
+        self, message: TelegramMessage, command: str, decision: LinkDecision | None = None
+    ) -> str:
+        """What the bot says to /start, /help, /email, or to a message of a kind maild
+        cannot keep; in the user's language."""
+        templates = {"email": "telegram_link", "unsupported": "telegram_unsupported"}
+        template = templates.get(command, "telegram_welcome")
         language = self._language(message)
-        if command == "email":
-            decision = self.link_email(message, language)
-            template, context = "telegram_link", {"decision": decision, "command": command}
+        if decision is not None:
             log.info("telegram: /email in chat %s: %s", message.chat_id, decision.reason)
         else:
-            template, context = "telegram_welcome", {"decision": None, "command": command}
-            log.info("telegram: /%s answered in chat %s", command, message.chat_id)
+            log.info("telegram: %s answered in chat %s", command, message.chat_id)
         text = template_environment().get_template(f"{template}.{language}.txt.j2").render(
             support_address=self.support_address, token_prefix=self.maild_config.token_prefix,
-            **context,
+            decision=decision, command=command,
         )  # fmt: skip
+        return text.strip()
+
+    def send_answer(self, message: TelegramMessage, text: str) -> None:
+        """Sent at once, not through the outbox: it is no ticket's mail, and an answer lost
+        to an outage is asked for again."""
         try:
-            self.api.call("sendMessage", {"chat_id": message.chat_id, "text": text.strip()})
+            self.api.call("sendMessage", {"chat_id": message.chat_id, "text": text})
         except (TransientError, PermanentError) as error:
-            log.warning("telegram: /%s answer to chat %s not sent: %s",
-                        command, message.chat_id, error)  # fmt: skip
+            log.warning("telegram: answer to chat %s not sent: %s", message.chat_id, error)
 
     def _language(self, message: TelegramMessage) -> str:
         if message.language:
             return "ru" if message.language.startswith("ru") else "en"
         return self.language
 
-    def link_email(self, message: TelegramMessage, language: str) -> LinkDecision:
-        """`/email`: decided by `decide_link`, carried out here. A code goes by mail through
-        the outbox; the link is what lets that address's mail join the chat's tickets."""
+    def link_email(self, message: TelegramMessage) -> tuple[LinkDecision, LinkChange | None]:
+        """`/email`, decided by `decide_link` and `next_link`; the change (and the code's
+        mail) is written by `take` with the update's position."""
         chat_id, now = message.chat_id, self.clock.now()
         argument = command_argument(message.text)
         link = load_link(self.engine, chat_id)
@@ -452,21 +530,14 @@ class TelegramSource:
             argument, link, now, secret=self.link_secret, chat_id=chat_id,
             own_addresses=self.own_addresses, mails_to_address_today=mailed,
         )  # fmt: skip
+        changed = next_link(link, decision, now)
+        if changed is None:
+            return decision, None
+        mail = None
         if decision.action == "send_code" and decision.address:
-            pending = replace(link, pending_email=decision.address, pending_at=now, attempts=0)
             code = link_code(self.link_secret, chat_id, decision.address, now)
-            raw = self._code_mail(message, decision.address, code, language, now)
-            queue_link_code(self.engine, chat_id, pending, raw, now)
-            self.on_queued()
-        elif decision.action == "link":
-            linked = ChatLink(linked_email=decision.address)
-            save_link(self.engine, chat_id, linked, now)
-        elif decision.action == "count_attempt":
-            save_link(self.engine, chat_id, replace(link, attempts=link.attempts + 1), now)
-        elif decision.reason == "too_many_attempts":
-            save_link(self.engine, chat_id, replace(link, pending_email=None,
-                                                     pending_at=None, attempts=0), now)  # fmt: skip
-        return decision
+            mail = self._code_mail(message, decision.address, code, self._language(message), now)
+        return decision, LinkChange(chat_id, changed, mail)
 
     def _code_mail(
         self, message: TelegramMessage, address: str, code: str, language: str, now: datetime

@@ -39,6 +39,8 @@ def upgrade() -> None:
         sa.Column("pending_email", sa.String(320), nullable=True),
         sa.Column("pending_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("codes_day", sa.String(10), nullable=True),
+        sa.Column("codes_today", sa.Integer(), nullable=False, server_default="0"),
     )
     op.create_index("ix_telegram_chats_linked_email", "telegram_chats", ["linked_email"])
 
