@@ -23,7 +23,7 @@ import os
 import smtplib
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,6 +48,8 @@ OUTBOX_BATCH_SECONDS = 10.0
 """A batch delivered for longer than this (a slow relay) is recorded, the rest handed back."""
 OUTBOX_CLAIM_SECONDS = 120
 """A claimed row is due again after this, should its sender die before recording it."""
+DELIVERED_REMEMBERED = 10_000
+"""Outbox rows whose delivered parts a process remembers (see Delivered)."""
 TURN_HANDOFF_SECONDS = 0.5
 """How long a committing thread waits for the outbox sender's transaction (see WriteTurn)."""
 
@@ -148,21 +150,45 @@ class SmtpTransport:
         """Nothing to do: the relay's 250 is its promise to keep the message."""
 
 
+class Delivered:
+    """Which parts of which outbox rows this process has delivered, so that a row retried
+    after a later part failed does not deliver the earlier ones again. In memory and
+    bounded (the oldest forgotten first): across a restart a retry is at-least-once, as
+    SMTP's is."""
+
+    def __init__(self, limit: int = DELIVERED_REMEMBERED) -> None:
+        self.limit = limit
+        self._parts: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+    def count(self, key: str, destination: str) -> int:
+        return self._parts.get((key, destination), 0)
+
+    def record(self, key: str, destination: str, parts: int) -> None:
+        self._parts[(key, destination)] = parts
+        self._parts.move_to_end((key, destination))
+        while len(self._parts) > self.limit:
+            self._parts.popitem(last=False)
+
+
 class RoutedTransport:
     """Mail to mail recipients, and to Telegram chats (`tg<chat>@telegram.invalid`: the
     requester of a ticket opened in Telegram) through the bot. A row naming both kinds is
-    sent to each; should the second fail, a retry sends the first again (a Maildir skips
-    it, SMTP and Telegram are at-least-once)."""
+    sent to each; should the chat side fail, the retry does not mail again what the mail
+    transport made durable (`flush`) in this process."""
 
     def __init__(self, mail: Transport, chats: Transport | None) -> None:
         self.mail = mail
         self.chats = chats
+        self._mailed = Delivered()
+        self._unflushed: list[str] = []
 
     def send(self, key: str, envelope_from: str, recipients: list[str], raw: bytes) -> None:
         chats = [r for r in recipients if chat_of_address(r) is not None]
         others = [r for r in recipients if chat_of_address(r) is None]
-        if others:
+        if others and not self._mailed.count(key, "mail"):
             self.mail.send(key, envelope_from, others, raw)
+            if chats:
+                self._unflushed.append(key)
         if not chats:
             return
         if self.chats is None:
@@ -172,7 +198,10 @@ class RoutedTransport:
         self.chats.send(key, envelope_from, chats, raw)
 
     def flush(self) -> None:
+        unflushed, self._unflushed = self._unflushed, []
         self.mail.flush()
+        for key in unflushed:  # durable now: a retry of the chat side skips the mail
+            self._mailed.record(key, "mail", 1)
         if self.chats is not None:
             self.chats.flush()
 

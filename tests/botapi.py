@@ -50,6 +50,8 @@ class Failure:
     description: str
     times: int
     retry_after: int | None = None
+    skip: int = 0
+    """Calls of the method that pass before this failure starts."""
 
 
 @dataclass
@@ -120,12 +122,14 @@ class BotApiStandIn:
         method: str,
         status: int,
         description: str,
+        *,
         times: int = 1,
         retry_after: int | None = None,
+        skip: int = 0,
     ) -> None:
         with self._lock:
             self.failures.setdefault(method, []).append(
-                Failure(status, description, times, retry_after)
+                Failure(status, description, times, retry_after, skip)
             )
 
     def pending(self) -> list[int]:
@@ -196,6 +200,9 @@ class BotApiStandIn:
             if not queue:
                 return None
             failure = queue[0]
+            if failure.skip > 0:
+                failure.skip -= 1
+                return None
             failure.times -= 1
             if failure.times <= 0:
                 queue.pop(0)

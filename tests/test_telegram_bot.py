@@ -20,11 +20,12 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, select
 
 from maild.app import App
 from maild.errors import PermanentError, TransientError
-from maild.outbound import RoutedTransport
+from maild.outbound import RoutedTransport, SmtpTransport
 from maild.sources.telegram import RetryLater, decide_link, link_code
 from maild.sources.telegram_bot import BotApi, TelegramSource, TelegramTransport, link_secret
 from maild.worker import drain_database_spool, drain_spool
@@ -613,3 +614,54 @@ def test_codes_to_one_person_are_counted_however_the_address_is_spelt(bot_app, s
     assert (
         answers[3] == "На этот адрес сегодня уже отправлено слишком много кодов. Попробуйте завтра."
     )
+
+
+def test_a_retried_answer_does_not_repeat_what_the_user_has_read(bot_app, standin):
+    """The second part of a three-part answer fails (Telegram's 502): the row's retry sends
+    the second and third parts and the file, not the first again."""
+    mail = EmailMessage()
+    mail["Subject"] = "[SIS #4] Ошибка при входе"
+    mail.set_content("\n".join(f"Шаг {n}: проверьте журнал службы Cubisio." for n in range(250)))
+    mail.add_attachment(b"patch", maintype="application", subtype="zip", filename="fix.zip")
+    transport = TelegramTransport(bot_app.bot)
+    standin.fail("sendMessage", 502, "Bad Gateway", skip=1)  # the second call fails
+    with pytest.raises(TransientError, match="502 Bad Gateway"):
+        transport.send("9", "info@sis.ru", [f"tg{CHAT}@telegram.invalid"], mail.as_bytes())
+    transport.send("9", "info@sis.ru", [f"tg{CHAT}@telegram.invalid"], mail.as_bytes())
+    texts = [s.text for s in standin.sent_to(CHAT)]
+    assert len(texts) == len(set(texts)) == 3
+    assert texts[0].startswith("[SIS #4]")
+    assert len(standin.sent_to(CHAT, "sendDocument")) == 1
+
+
+def test_a_row_for_a_chat_and_a_mailbox_is_not_mailed_twice(bot_app, standin):
+    """A colleague in Cc of a Telegram ticket: the chat side fails once, the row is retried,
+    and the relay has received the mail once (it was durable after the first batch)."""
+
+    class Relay:
+        def __init__(self):
+            self.messages = []
+
+        async def handle_DATA(self, _server, _session, envelope):
+            self.messages.append(envelope.content)
+            return "250 2.0.0 OK"
+
+    relay = Relay()
+    controller = Controller(relay, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        transport = RoutedTransport(
+            SmtpTransport("127.0.0.1", controller.port), TelegramTransport(bot_app.bot)
+        )
+        raw = build_mail(sender="SIS Support <info@sis.ru>", subject="[SIS #4] Ответ")
+        recipients = ["glavbuh@stroymontazh.ru", f"tg{CHAT}@telegram.invalid"]
+        standin.fail("sendMessage", 502, "Bad Gateway")
+        with pytest.raises(TransientError):
+            transport.send("11", "info@sis.ru", recipients, raw)
+        transport.flush()
+        transport.send("11", "info@sis.ru", recipients, raw)
+        transport.flush()
+    finally:
+        controller.stop()
+    assert len(relay.messages) == 1
+    assert len(standin.sent_to(CHAT)) == 1

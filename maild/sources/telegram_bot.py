@@ -44,6 +44,7 @@ from maild.clock import Clock
 from maild.compose import build_mail, render, template_environment, wire_bytes
 from maild.config import Config, TelegramInboundConfig
 from maild.errors import ConfigError, MaildError, PermanentError, TransientError
+from maild.outbound import Delivered
 from maild.sources.telegram import (
     LinkDecision,
     RetryLater,
@@ -568,15 +569,17 @@ class TelegramTransport:
 
     A mail of several parts (a long answer, files) is several calls, and Telegram limits a
     bot to about one message a second per chat: a flood limit met after the first part is
-    waited out here (up to FLOOD_WAIT_SECONDS), since a retry of the row would send the
-    parts already delivered again."""
+    waited out here (up to FLOOD_WAIT_SECONDS). Any other failure of a later part fails the
+    row, and its retry starts from the part that failed (`Delivered`): the user does not
+    read the same text twice."""
 
     def __init__(self, api: BotApi, sleep: Callable[[float], None] = time.sleep) -> None:
         self.api = api
         self.sleep = sleep
+        self.delivered = Delivered()
 
     def send(self, key: str, envelope_from: str, recipients: list[str], raw: bytes) -> None:
-        del key, envelope_from
+        del envelope_from
         reply = chat_reply(raw)
         for address in recipients:
             chat_id = chat_of_address(address)
@@ -590,9 +593,13 @@ class TelegramTransport:
                  {"document": (item.filename, item.mime_type, item.data)})
                 for item in reply.files
             ]  # fmt: skip
+            done = self.delivered.count(key, address)
             try:
                 for index, (method, params, files) in enumerate(calls):
+                    if index < done:
+                        continue  # delivered by an earlier attempt of this row
                     self._send_part(method, params, files, first=index == 0)
+                    self.delivered.record(key, address, index + 1)
             except BotStopped as stopped:
                 raise TransientError(str(stopped)) from None
             except ConfigError as error:  # the token file: the admin fixes it, we retry
