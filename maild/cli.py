@@ -111,8 +111,9 @@ def cmd_init(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
-    from maild.daemon import run_daemon
+    from maild.daemon import install_stop_handlers, run_daemon
 
+    stop_requested = install_stop_handlers()  # a SIGTERM during start-up stops it cleanly
     current, head = read_schema(config)
     if current is None and not is_shared_database(config.database.url):
         # A first start on SQLite: one process, nothing else can be using the file.
@@ -123,7 +124,7 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
             raise ConfigError(problem)
         initialize(config, tighten_trees=False, migrate=False)
     listen = parse_listen_option(args.metrics_listen) if args.metrics_listen else None
-    return run_daemon(open_app(config), args.role, listen)
+    return run_daemon(open_app(config), args.role, listen, stop_requested)
 
 
 def parse_listen_option(value: str) -> tuple[str, int]:

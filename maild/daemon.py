@@ -321,7 +321,28 @@ def check_role(app: App, role: str) -> RunLock | None:
     return lock
 
 
-def run_daemon(app: App, role: str = "all", metrics_listen: tuple[str, int] | None = None) -> int:
+def install_stop_handlers(stop_requested: threading.Event | None = None) -> threading.Event:
+    """SIGTERM and SIGINT set the returned event; `maild run` installs them before its
+    start-up (schema check, folders, listeners), so that a stop asked for meanwhile ends in
+    an orderly shutdown with exit 0 once started, not in the default death by signal."""
+    event = stop_requested or threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        del frame
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return event
+
+
+def run_daemon(
+    app: App,
+    role: str = "all",
+    metrics_listen: tuple[str, int] | None = None,
+    stop_requested: threading.Event | None = None,
+) -> int:
     config = app.config
     run_lock = check_role(app, role)
     daemon = Daemon(app, role)
@@ -334,15 +355,7 @@ def run_daemon(app: App, role: str = "all", metrics_listen: tuple[str, int] | No
         server = MetricsServer(daemon.metrics, f"{listen[0]}:{listen[1]}")
         server.start()
         log.info("metrics on http://%s:%s/metrics", *server.address)
-    stop_requested = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        del frame
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        stop_requested.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_requested = stop_requested or install_stop_handlers()
     daemon.start()
     for thread in pollers:
         thread.start()
