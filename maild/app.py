@@ -6,6 +6,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect
 from sqlalchemy.engine import make_url
@@ -24,7 +25,6 @@ from maild.outbound import (
     transport_from_url,
 )
 from maild.pipeline import Pipeline
-from maild.sources.telegram_bot import BotApi, TelegramTransport
 from storage import repositories as repo
 from storage.artifacts import ArtifactStore
 from storage.crypto import ArtifactCryptoError, create_key_file, load_key
@@ -32,6 +32,9 @@ from storage.db import make_engine, make_session_factory
 from storage.fsutil import exclusive_folders, make_private
 from storage.shared_spool import DatabaseSpool
 from storage.spool import Spool, SpoolWriter
+
+if TYPE_CHECKING:
+    from maild.sources.telegram_bot import BotApi
 
 log = logging.getLogger(__name__)
 
@@ -201,9 +204,13 @@ def open_app(config: Config, clock: Clock | None = None) -> App:
     if is_shared_database(config.database.url):
         shared_spool = DatabaseSpool(engine, config.spool.path)
         shared_spool.ensure()
-    bot = None
+    bot, chats = None, None
     if config.telegram is not None:
+        # aiohttp only where a bot is configured: every CLI command opens an App.
+        from maild.sources.telegram_bot import BotApi, TelegramTransport
+
         bot = BotApi(config.telegram.api_url, config.telegram.token)
+        chats = TelegramTransport(bot)
     return App(
         config=config,
         engine=engine,
@@ -211,10 +218,7 @@ def open_app(config: Config, clock: Clock | None = None) -> App:
         artifacts=artifacts,
         spool=spool,
         pipeline=Pipeline(config, sessions, artifacts, chosen_clock),
-        transport=RoutedTransport(
-            transport_from_url(config.outbound.transport),
-            TelegramTransport(bot) if bot is not None else None,
-        ),
+        transport=RoutedTransport(transport_from_url(config.outbound.transport), chats),
         clock=chosen_clock,
         shared_spool=shared_spool,
         bot=bot,

@@ -122,11 +122,6 @@ def load_link(engine: Engine, chat_id: int) -> ChatLink:
     return ChatLink(row[0], row[1], row[2], int(row[3] or 0), row[4], int(row[5] or 0))
 
 
-def save_link(engine: Engine, chat_id: int, link: ChatLink, now: datetime) -> None:
-    with engine.begin() as connection:
-        _save_link(connection, chat_id, link, now)
-
-
 def _queue_code(connection: Connection, link: ChatLink, raw: bytes, now: datetime) -> None:
     address = link.pending_email
     if not address:

@@ -581,10 +581,10 @@ def test_codes_check_in_any_session_time_zone(db_url, tmp_path):
     )  # fmt: skip
     issued = datetime(2026, 3, 3, 9, 0, 0, 123456, tzinfo=UTC)
     try:
-        telegram_state.save_link(
-            moscow, CHAT, telegram_state.ChatLink(pending_email="a@b.ru", pending_at=issued),
-            issued,
-        )  # fmt: skip
+        pending = telegram_state.ChatLink(pending_email="a@b.ru", pending_at=issued)
+        telegram_state.record_update(
+            moscow, 7012345678, 1, issued, change=telegram_state.LinkChange(CHAT, pending)
+        )
         link = telegram_state.load_link(moscow, CHAT)
     finally:
         moscow.dispose()

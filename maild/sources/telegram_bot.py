@@ -328,26 +328,10 @@ class TelegramSource:
                 self.poll_once()
             except BotStopped:
                 break
-            except (TransientError, PermanentError) as error:
-                self.connected.clear()
-                log.warning("telegram: %s; asking again in %.0f s", error, backoff)
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, RETRY_MAX_SECONDS)
-                continue
-            except (SQLAlchemyError, OSError) as error:
-                # The spool or the database refused: nothing was confirmed to Telegram, the
-                # same updates come again.
-                self.connected.clear()
-                log.error("telegram: could not store an update (%s); again in %.0f s",  # noqa: TRY400
-                          type(error).__name__, backoff)  # fmt: skip
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, RETRY_MAX_SECONDS)
-                continue
             except Exception as error:  # noqa: BLE001 - the source loop's one catch-all
-                # The type only: an exception's text may quote a URL, and so the token.
                 self.connected.clear()
-                log.error("telegram: unexpected %s; again in %.0f s",  # noqa: TRY400
-                          type(error).__name__, backoff)  # fmt: skip
+                level, text = _failure(error)
+                log.log(level, "telegram: %s; asking again in %.0f s", text, backoff)
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, RETRY_MAX_SECONDS)
                 continue
@@ -462,9 +446,10 @@ class TelegramSource:
         failure raises, so that the update is fetched again, DOWNLOAD_ATTEMPTS times."""
         downloads: dict[str, bytes] = {}
         refused: dict[str, str] = {}
+        too_large = f"larger than {self.max_file_bytes // (1024 * 1024)} MB"
         for item in message.files:
             if item.size > self.max_file_bytes:
-                refused[item.file_id] = f"larger than {self.max_file_bytes // (1024 * 1024)} MB"
+                refused[item.file_id] = too_large
                 continue
             try:
                 found = self.api.call("getFile", {"file_id": item.file_id})
@@ -472,7 +457,7 @@ class TelegramSource:
                     str(found["file_path"]), self.max_file_bytes
                 )
             except FileTooLarge:
-                refused[item.file_id] = f"larger than {self.max_file_bytes // (1024 * 1024)} MB"
+                refused[item.file_id] = too_large
             except PermanentError as error:
                 refused[item.file_id] = str(error)
             except RetryLater:
@@ -526,7 +511,9 @@ class TelegramSource:
         chat_id, now = message.chat_id, self.clock.now()
         argument = command_argument(message.text)
         link = load_link(self.engine, chat_id)
-        mailed = count_link_mails(self.engine, argument.lower(), now - timedelta(days=1))
+        mailed = 0
+        if "@" in argument:  # a code or nothing mails no one
+            mailed = count_link_mails(self.engine, argument.lower(), now - timedelta(days=1))
         decision = decide_link(
             argument, link, now, secret=self.link_secret, chat_id=chat_id,
             own_addresses=self.own_addresses, mails_to_address_today=mailed,
@@ -556,6 +543,17 @@ class TelegramSource:
             in_reply_to=None, references=[], now=now, auto_submitted="auto-generated",
         )  # fmt: skip
         return wire_bytes(mail)
+
+
+def _failure(error: Exception) -> tuple[int, str]:
+    """How the source loop logs a failed poll. Our own errors' texts hold no URL; of any
+    other exception the type only, since its text may quote a URL and so the token."""
+    if isinstance(error, (TransientError, PermanentError)):
+        return logging.WARNING, str(error)
+    if isinstance(error, (SQLAlchemyError, OSError)):
+        # The spool or the database refused: nothing was confirmed, the updates come again.
+        return logging.ERROR, f"could not store an update ({type(error).__name__})"
+    return logging.ERROR, f"unexpected {type(error).__name__}"
 
 
 def link_secret(master: bytes) -> bytes:
